@@ -1,0 +1,231 @@
+//! The catalog: a database of history (snapshots taken, runs of backups, restores and verifies).
+//!
+//! The catalog is history and cache; the repository is the truth. Snapshots can always be
+//! recreated from the repository (`lifeboat catalog rebuild`, through
+//! [`Catalog::replace_repository_snapshots`]), so losing the catalog loses nothing that matters.
+//!
+//! Two backends behind one trait: SQLite (the default, a file in the state_dir) and PostgreSQL
+//! (for several daemons sharing one history). sqlx's `Any` driver cannot carry our types, hence two
+//! small implementations with the same schema, migrated from `migrations/sqlite` and
+//! `migrations/postgres`. See `rows.rs` for how values are stored.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+mod error;
+mod postgres;
+mod rows;
+mod sqlite;
+
+pub use error::{CatalogError, MAX_CANDIDATES, redact_url};
+
+/// Shortest prefix [`Catalog::snapshot`] accepts: shorter ones match too much to be meant.
+pub const MIN_PREFIX: usize = 4;
+
+/// Where the catalog lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum CatalogTarget {
+    /// A SQLite file; it and its parent directory are created if missing.
+    Sqlite(PathBuf),
+    /// A `postgres://` URL. It may contain a password: [`fmt::Display`] and [`fmt::Debug`] redact
+    /// it, and no error message contains it.
+    Postgres(String),
+}
+
+impl fmt::Display for CatalogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CatalogTarget::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            CatalogTarget::Postgres(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+// Hand-written so that `{:?}` in a log line cannot leak the password.
+impl fmt::Debug for CatalogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CatalogTarget::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            CatalogTarget::Postgres(url) => {
+                f.debug_tuple("Postgres").field(&redact_url(url)).finish()
+            }
+        }
+    }
+}
+
+/// Opens the catalog and brings its schema up to date (migrations are idempotent and, on
+/// PostgreSQL, serialised between daemons by an advisory lock).
+pub async fn open(target: &CatalogTarget) -> Result<Box<dyn Catalog>, CatalogError> {
+    Ok(match target {
+        CatalogTarget::Sqlite(path) => Box::new(sqlite::SqliteCatalog::open(path).await?),
+        CatalogTarget::Postgres(url) => Box::new(postgres::PgCatalog::open(url).await?),
+    })
+}
+
+#[async_trait::async_trait]
+pub trait Catalog: Send + Sync {
+    /// Insert or replace (keyed by repository + id).
+    async fn record_snapshot(&self, s: &SnapshotRecord) -> Result<(), CatalogError>;
+
+    /// Newest first (by finished_at, then id, then repository).
+    async fn snapshots(&self, filter: &SnapshotFilter)
+    -> Result<Vec<SnapshotRecord>, CatalogError>;
+
+    /// By full id or unique prefix (at least [`MIN_PREFIX`] characters, case-sensitive). An exact id
+    /// wins over longer ids it prefixes; an ambiguous prefix is an error naming the candidates.
+    /// A snapshot copied to several repositories has one id and several records: that is not
+    /// ambiguous, and the record of the first repository by name is returned (use
+    /// [`Catalog::snapshots`] with a repository filter to pick another).
+    async fn snapshot(&self, id_or_prefix: &str) -> Result<Option<SnapshotRecord>, CatalogError>;
+
+    /// For `catalog rebuild`: atomically replace every snapshot of `repository` with `snapshots`
+    /// (one transaction). Every record must name `repository`; ids must be distinct.
+    async fn replace_repository_snapshots(
+        &self,
+        repository: &str,
+        snapshots: &[SnapshotRecord],
+    ) -> Result<(), CatalogError>;
+
+    /// History of runs (backups, restores, verifies), successful or not. With `id: None` a new run
+    /// is inserted; with `id: Some(n)` run `n` is overwritten (an error if it does not exist).
+    /// Returns the run's id.
+    async fn record_run(&self, r: &RunRecord) -> Result<i64, CatalogError>;
+
+    /// Newest first (by finished_at, then id), at most `limit`.
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, CatalogError>;
+
+    /// Closes the connections now (rather than whenever the value is dropped), so that SQLite can
+    /// checkpoint its WAL and PostgreSQL sees the sessions end. Later calls fail.
+    async fn close(&self);
+}
+
+/// One snapshot in one repository, as recorded after a backup or found by `catalog rebuild`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub source: String,
+    pub repository: String,
+    /// The engine kind, e.g. "postgres".
+    pub engine: String,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    /// Logical size of the backup stream.
+    pub bytes_read: u64,
+    /// New bytes written to the repository by this backup (compressed).
+    pub bytes_stored: u64,
+    pub chunks: u64,
+    pub new_chunks: u64,
+    pub stream_sha256: String,
+    /// E.g. an LSN.
+    pub consistent_point: Option<String>,
+    pub server_version: Option<String>,
+    pub tool_version: Option<String>,
+    /// Fingerprint totals.
+    pub tables: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotFilter {
+    pub source: Option<String>,
+    pub repository: Option<String>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Backup,
+    Restore,
+    Verify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Ok,
+    Failed,
+}
+
+/// One run of a job, successful or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Assigned by the catalog; `None` when recording a new run.
+    pub id: Option<i64>,
+    pub kind: RunKind,
+    pub source: Option<String>,
+    pub repository: Option<String>,
+    pub snapshot_id: Option<String>,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    pub status: RunStatus,
+    /// A human-readable summary or the error.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFilter {
+    pub kind: Option<RunKind>,
+    pub source: Option<String>,
+    pub limit: Option<u32>,
+}
+
+// The stored spellings are the serde ones, so JSON output and raw SQL agree.
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Backup => "backup",
+            RunKind::Restore => "restore",
+            RunKind::Verify => "verify",
+        }
+    }
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for RunKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "backup" => Ok(RunKind::Backup),
+            "restore" => Ok(RunKind::Restore),
+            "verify" => Ok(RunKind::Verify),
+            _ => Err(format!(
+                "unknown run kind {s:?}; expected backup, restore or verify"
+            )),
+        }
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ok" => Ok(RunStatus::Ok),
+            "failed" => Ok(RunStatus::Failed),
+            _ => Err(format!("unknown run status {s:?}; expected ok or failed")),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Conversions between the public records and what both backends store.
+//!
+//! Both schemas use the same columns and the same types, so this is shared:
+//! - unsigned counters are BIGINT (i64), converted with a check both ways;
+//! - timestamps are BIGINT nanoseconds since the Unix epoch (UTC). That is jiff's own precision, so
+//!   a record reads back exactly equal to what was written (PostgreSQL's timestamptz keeps only
+//!   microseconds, and sqlx 0.9 has no jiff codec); integers also sort and compare the same way in
+//!   both databases without any text-format or time-zone subtleties. The cost is a range of
+//!   1677-09-21 to 2262-04-11, which is checked, and less readable raw SQL.
+
+use jiff::Timestamp;
+
+use super::{CatalogError, RunKind, RunRecord, RunStatus, SnapshotRecord};
+
+const U64_RANGE: &str = "integers from 0 to 9223372036854775807";
+const TS_RANGE: &str = "times from 1677-09-21 to 2262-04-11 UTC";
+
+/// The snapshot columns, in the order [`SnapshotParams`] binds them and [`SnapshotRow`] reads them.
+macro_rules! snapshot_columns {
+    () => {
+        "repository, id, source, engine, started_at_ns, finished_at_ns, bytes_read, \
+         bytes_stored, chunks, new_chunks, stream_sha256, consistent_point, server_version, \
+         tool_version, table_count, row_count"
+    };
+}
+pub(crate) use snapshot_columns;
+
+/// The run columns, in the order [`RunRow`] reads them.
+macro_rules! run_columns {
+    () => {
+        "id, kind, source, repository, snapshot_id, started_at_ns, finished_at_ns, status, detail"
+    };
+}
+pub(crate) use run_columns;
+
+pub(crate) fn u64_to_db(field: &'static str, v: u64) -> Result<i64, CatalogError> {
+    i64::try_from(v).map_err(|_| CatalogError::OutOfRange {
+        field,
+        value: v.to_string(),
+        range: U64_RANGE,
+    })
+}
+
+fn u64_from_db(target: &str, field: &str, v: i64) -> Result<u64, CatalogError> {
+    u64::try_from(v).map_err(|_| CatalogError::corrupt(target, format!("{field} = {v} (negative)")))
+}
+
+pub(crate) fn ts_to_db(field: &'static str, ts: Timestamp) -> Result<i64, CatalogError> {
+    i64::try_from(ts.as_nanosecond()).map_err(|_| CatalogError::OutOfRange {
+        field,
+        value: ts.to_string(),
+        range: TS_RANGE,
+    })
+}
+
+fn ts_from_db(target: &str, field: &str, ns: i64) -> Result<Timestamp, CatalogError> {
+    // Every i64 of nanoseconds lies inside jiff's range; the error path is for completeness.
+    Timestamp::from_nanosecond(i128::from(ns))
+        .map_err(|e| CatalogError::corrupt(target, format!("{field} = {ns} ({e})")))
+}
+
+fn non_empty(what: &'static str, v: &str) -> Result<(), CatalogError> {
+    if v.is_empty() {
+        return Err(CatalogError::InvalidRecord { what });
+    }
+    Ok(())
+}
+
+/// A snapshot's values, checked and converted, ready to bind in [`snapshot_columns`] order.
+pub(crate) struct SnapshotParams<'a> {
+    pub repository: &'a str,
+    pub id: &'a str,
+    pub source: &'a str,
+    pub engine: &'a str,
+    pub started_at_ns: i64,
+    pub finished_at_ns: i64,
+    pub bytes_read: i64,
+    pub bytes_stored: i64,
+    pub chunks: i64,
+    pub new_chunks: i64,
+    pub stream_sha256: &'a str,
+    pub consistent_point: Option<&'a str>,
+    pub server_version: Option<&'a str>,
+    pub tool_version: Option<&'a str>,
+    pub table_count: i64,
+    pub row_count: i64,
+}
+
+impl<'a> SnapshotParams<'a> {
+    pub(crate) fn new(s: &'a SnapshotRecord) -> Result<Self, CatalogError> {
+        // An empty id would match every prefix lookup; an empty repository breaks the key.
+        non_empty("a snapshot with an empty id", &s.id)?;
+        non_empty("a snapshot with an empty repository", &s.repository)?;
+        Ok(SnapshotParams {
+            repository: &s.repository,
+            id: &s.id,
+            source: &s.source,
+            engine: &s.engine,
+            started_at_ns: ts_to_db("started_at", s.started_at)?,
+            finished_at_ns: ts_to_db("finished_at", s.finished_at)?,
+            bytes_read: u64_to_db("bytes_read", s.bytes_read)?,
+            bytes_stored: u64_to_db("bytes_stored", s.bytes_stored)?,
+            chunks: u64_to_db("chunks", s.chunks)?,
+            new_chunks: u64_to_db("new_chunks", s.new_chunks)?,
+            stream_sha256: &s.stream_sha256,
+            consistent_point: s.consistent_point.as_deref(),
+            server_version: s.server_version.as_deref(),
+            tool_version: s.tool_version.as_deref(),
+            table_count: u64_to_db("tables", s.tables)?,
+            row_count: u64_to_db("rows", s.rows)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SnapshotRow {
+    repository: String,
+    id: String,
+    source: String,
+    engine: String,
+    started_at_ns: i64,
+    finished_at_ns: i64,
+    bytes_read: i64,
+    bytes_stored: i64,
+    chunks: i64,
+    new_chunks: i64,
+    stream_sha256: String,
+    consistent_point: Option<String>,
+    server_version: Option<String>,
+    tool_version: Option<String>,
+    table_count: i64,
+    row_count: i64,
+}
+
+impl SnapshotRow {
+    pub(crate) fn into_record(self, target: &str) -> Result<SnapshotRecord, CatalogError> {
+        let n = |field: &str, v: i64| u64_from_db(target, field, v);
+        Ok(SnapshotRecord {
+            started_at: ts_from_db(target, "started_at_ns", self.started_at_ns)?,
+            finished_at: ts_from_db(target, "finished_at_ns", self.finished_at_ns)?,
+            bytes_read: n("bytes_read", self.bytes_read)?,
+            bytes_stored: n("bytes_stored", self.bytes_stored)?,
+            chunks: n("chunks", self.chunks)?,
+            new_chunks: n("new_chunks", self.new_chunks)?,
+            tables: n("table_count", self.table_count)?,
+            rows: n("row_count", self.row_count)?,
+            id: self.id,
+            source: self.source,
+            repository: self.repository,
+            engine: self.engine,
+            stream_sha256: self.stream_sha256,
+            consistent_point: self.consistent_point,
+            server_version: self.server_version,
+            tool_version: self.tool_version,
+        })
+    }
+}
+
+/// A run's values, checked and converted, ready to bind (everything but `id`).
+pub(crate) struct RunParams<'a> {
+    pub kind: &'static str,
+    pub source: Option<&'a str>,
+    pub repository: Option<&'a str>,
+    pub snapshot_id: Option<&'a str>,
+    pub started_at_ns: i64,
+    pub finished_at_ns: i64,
+    pub status: &'static str,
+    pub detail: Option<&'a str>,
+}
+
+impl<'a> RunParams<'a> {
+    pub(crate) fn new(r: &'a RunRecord) -> Result<Self, CatalogError> {
+        Ok(RunParams {
+            kind: r.kind.as_str(),
+            source: r.source.as_deref(),
+            repository: r.repository.as_deref(),
+            snapshot_id: r.snapshot_id.as_deref(),
+            started_at_ns: ts_to_db("started_at", r.started_at)?,
+            finished_at_ns: ts_to_db("finished_at", r.finished_at)?,
+            status: r.status.as_str(),
+            detail: r.detail.as_deref(),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RunRow {
+    id: i64,
+    kind: String,
+    source: Option<String>,
+    repository: Option<String>,
+    snapshot_id: Option<String>,
+    started_at_ns: i64,
+    finished_at_ns: i64,
+    status: String,
+    detail: Option<String>,
+}
+
+impl RunRow {
+    pub(crate) fn into_record(self, target: &str) -> Result<RunRecord, CatalogError> {
+        // Kinds and statuses are plain TEXT without a CHECK constraint, so that a newer lifeboat can
+        // add one without a table rebuild; an older one reading it says so instead of guessing.
+        let newer = |what: &str, v: &str| CatalogError::Corrupt {
+            target: target.to_owned(),
+            what: format!(
+                "run {} with {what} {v:?}, unknown to this lifeboat",
+                self.id
+            ),
+            fix: "upgrade lifeboat to the version that wrote this catalog",
+        };
+        let kind: RunKind = self.kind.parse().map_err(|_| newer("kind", &self.kind))?;
+        let status: RunStatus = self
+            .status
+            .parse()
+            .map_err(|_| newer("status", &self.status))?;
+        Ok(RunRecord {
+            id: Some(self.id),
+            kind,
+            source: self.source,
+            repository: self.repository,
+            snapshot_id: self.snapshot_id,
+            started_at: ts_from_db(target, "started_at_ns", self.started_at_ns)?,
+            finished_at: ts_from_db(target, "finished_at_ns", self.finished_at_ns)?,
+            status,
+            detail: self.detail,
+        })
+    }
+}
+
+/// `LIMIT` value for an optional limit. SQLite reads a negative limit as "no limit"; PostgreSQL
+/// reads NULL that way, so the PostgreSQL backend binds the `Option` directly.
+pub(crate) fn sqlite_limit(limit: Option<u32>) -> i64 {
+    limit.map_or(-1, i64::from)
+}
+
+/// Checks an id or prefix before any lookup: an exact id of any length is fine, but a prefix
+/// needs [`super::MIN_PREFIX`] characters, and the empty string is never meant.
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), CatalogError> {
+    if prefix.chars().count() < super::MIN_PREFIX {
+        return Err(CatalogError::PrefixTooShort {
+            prefix: prefix.to_owned(),
+            min: super::MIN_PREFIX,
+        });
+    }
+    Ok(())
+}
+
+/// Turns the distinct ids matching a prefix (sorted, at most `MAX_CANDIDATES + 1`) into the one id
+/// meant, none, or the ambiguity error.
+pub(crate) fn pick_candidate(
+    prefix: &str,
+    mut ids: Vec<String>,
+) -> Result<Option<String>, CatalogError> {
+    match ids.len() {
+        0 => Ok(None),
+        1 => Ok(ids.pop()),
+        _ => Err(CatalogError::AmbiguousPrefix {
+            prefix: prefix.to_owned(),
+            candidates: ids,
+        }),
+    }
+}
+
+/// Checks a rebuild's input before the transaction starts, so that a bad record never costs the
+/// existing rows. Duplicate ids are left to the primary key, inside the transaction.
+pub(crate) fn check_rebuild_input(
+    repository: &str,
+    snapshots: &[SnapshotRecord],
+) -> Result<(), CatalogError> {
+    non_empty("a rebuild of a repository with an empty name", repository)?;
+    for s in snapshots {
+        if s.repository != repository {
+            return Err(CatalogError::RepositoryMismatch {
+                id: s.id.clone(),
+                expected: repository.to_owned(),
+                found: s.repository.clone(),
+            });
+        }
+        SnapshotParams::new(s)?;
+    }
+    Ok(())
+}
+
+/// Whether a failed insert is a primary-key clash (the same id twice in one rebuild).
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}

@@ -1,0 +1,226 @@
+//! The command line: parse arguments, call `ops`, render tables, JSON and progress.
+
+mod check_config;
+mod context;
+mod demo;
+mod exit;
+mod progress;
+mod render;
+mod repo_cmds;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use exit::{CliError, Exit};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the operation failed (database or storage unreachable, tool failed, ...)
+  2  bad usage or bad configuration (nothing was done)
+  3  refused by a safety rule (nothing was written)
+  4  damage found: missing or corrupt backup objects, or restored data that does not match
+
+Environment:
+  LIFEBOAT_CONFIG  config file (default config/lifeboat.yaml)
+  LIFEBOAT_LOG     log filter, e.g. info or lifeboat=debug (logs go to stderr)";
+
+/// Lifeboat backs databases up to storage that does not share their fate, proves the backups restore,
+/// and restores them when it matters.
+#[derive(Parser, Debug)]
+#[command(name = "lifeboat", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Config file.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "LIFEBOAT_CONFIG",
+        default_value = "config/lifeboat.yaml"
+    )]
+    config: PathBuf,
+    /// Print results as JSON on stdout (progress and logs stay on stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars or progress lines.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the whole cycle on a throwaway PostgreSQL cluster: load sample data, back it up, restore it
+    /// into a fresh database and prove the data equal. Needs only PostgreSQL's server binaries.
+    Demo(demo::DemoArgs),
+    /// Create a repository. Refuses to touch a location that already holds one.
+    #[command(after_help = "Example:\n  lifeboat init offsite")]
+    Init {
+        /// Repository name from the config; may be omitted when the config has exactly one.
+        repository: Option<String>,
+    },
+    /// Take a consistent logical backup of a source into its repository.
+    #[command(
+        after_help = "Example:\n  lifeboat backup orders\n\nStreams `pg_dump -Fc` through content-defined chunking, \
+zstd and (optionally) age encryption into the repository; chunks the repository already holds are not sent \
+again. The snapshot exists only once its manifest is written, after every chunk is durable."
+    )]
+    Backup {
+        /// Source name from the config.
+        source: String,
+        /// Chunks compressed or uploaded at once.
+        #[arg(long, default_value_t = 4)]
+        uploads: usize,
+    },
+    /// List snapshots (from the catalog; `catalog rebuild` refreshes it from the repositories).
+    Snapshots {
+        #[arg(long)]
+        source: Option<String>,
+        /// Read the repositories instead of the catalog.
+        #[arg(long)]
+        from_repository: bool,
+    },
+    /// Check snapshots: every chunk present, or with --read-data every chunk re-read and re-hashed.
+    #[command(
+        after_help = "Examples:\n  lifeboat verify --all\n  lifeboat verify 20261124T101500Z-1a2b --read-data"
+    )]
+    Verify {
+        /// Snapshot id or unique prefix.
+        snapshot: Option<String>,
+        /// Every snapshot in every repository (or in --repository).
+        #[arg(long, conflicts_with = "snapshot")]
+        all: bool,
+        /// Download, decrypt and re-hash every chunk instead of checking presence.
+        #[arg(long)]
+        read_data: bool,
+        /// Limit to one repository.
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Restore a snapshot into an empty database. Refuses a non-empty target and the source itself.
+    #[command(
+        after_help = "Example:\n  createdb orders_check && lifeboat restore 20261124T101500Z-1a2b --into-dsn postgres://postgres@127.0.0.1/orders_check\n\n\
+With --jobs > 1 the archive is fetched and verified into --work-dir first, then restored in parallel; with \
+--jobs 1 it streams into one transaction, so a damaged backup leaves the target empty."
+    )]
+    Restore {
+        /// Snapshot id or unique prefix.
+        snapshot: String,
+        /// Target database (must exist and be empty).
+        #[arg(long)]
+        into_dsn: url::Url,
+        /// Environment variable holding the target's password.
+        #[arg(long)]
+        password_env: Option<String>,
+        /// Parallel restore jobs.
+        #[arg(long, short = 'j', default_value_t = 2)]
+        jobs: u32,
+        /// Skip ownership and privileges (the target lacks the source's roles).
+        #[arg(long)]
+        no_owner: bool,
+        /// Where a parallel restore stages the verified archive (default: the system temp dir).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// The catalog: history and cache; the repositories are the truth.
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
+    /// Validate the config: every problem with file:line:column and the fix.
+    CheckConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum CatalogAction {
+    /// Recreate the catalog's snapshot list from the repositories alone.
+    Rebuild,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Failed.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code.into(),
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            e.exit.into()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<Exit, CliError> {
+    let out = render::Output {
+        json: cli.json,
+        progress: !cli.quiet,
+    };
+    match cli.command {
+        Command::Demo(args) => demo::run(args, &out).await,
+        Command::CheckConfig => check_config::run(&cli.config, &out),
+        command => {
+            let ctx = context::Context::load(&cli.config)?;
+            match command {
+                Command::Init { repository } => repo_cmds::init(&ctx, repository, &out).await,
+                Command::Backup { source, uploads } => {
+                    repo_cmds::backup(&ctx, &source, uploads, &out).await
+                }
+                Command::Snapshots {
+                    source,
+                    from_repository,
+                } => repo_cmds::snapshots(&ctx, source, from_repository, &out).await,
+                Command::Verify {
+                    snapshot,
+                    all,
+                    read_data,
+                    repository,
+                } => repo_cmds::verify(&ctx, snapshot, all, read_data, repository, &out).await,
+                Command::Restore {
+                    snapshot,
+                    into_dsn,
+                    password_env,
+                    jobs,
+                    no_owner,
+                    work_dir,
+                } => {
+                    repo_cmds::restore(
+                        &ctx,
+                        &snapshot,
+                        into_dsn,
+                        password_env,
+                        jobs,
+                        no_owner,
+                        work_dir,
+                        &out,
+                    )
+                    .await
+                }
+                Command::Catalog {
+                    action: CatalogAction::Rebuild,
+                } => repo_cmds::catalog_rebuild(&ctx, &out).await,
+                Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,589 @@
+//! Commands over repositories: init, backup, snapshots, verify, restore, catalog rebuild.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::context::{Context, resolve};
+use super::progress::Meter;
+use super::render::{self, Output};
+use super::{CliError, Exit};
+use crate::catalog::{Catalog, RunKind, RunRecord, RunStatus, SnapshotFilter, SnapshotRecord};
+use crate::engine::{self, Endpoint, RestoreOptions};
+use crate::ops;
+use crate::repo::{Manifest, Repository, WriteOptions};
+
+pub async fn init(ctx: &Context, name: Option<String>, out: &Output) -> Result<Exit, CliError> {
+    let name = match name {
+        Some(n) => n,
+        None if ctx.config.repositories.len() == 1 => {
+            ctx.config.repositories.keys().next().cloned().expect("one")
+        }
+        None => {
+            return Err(CliError::usage(format!(
+                "which repository? fix: name one of: {}",
+                ctx.config
+                    .repositories
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let rc = ctx.repository_config(&name)?;
+    let keys = ctx.keys(rc)?;
+    let storage = ctx.storage(rc, true)?;
+    let created = Repository::init(storage.store, storage.url.as_str(), &keys.recipients).await?;
+    let mut key_file = None;
+    if let Some(key) = created.address_key {
+        let dir = ctx.key_dir();
+        let path = dir.join(crate::repo::address_key_file_name(created.repository.id()));
+        write_private(&path, &hex::encode(key)).map_err(|e| {
+            CliError::new(Exit::Failed, format!("repository created, but its address key could not be saved to {}: {e}; fix: make the state directory writable and run init against a new location", path.display()))
+        })?;
+        key_file = Some(path);
+    }
+    if out.json {
+        out.json(&json!({"repository": name, "id": created.repository.id(), "url": rc.url.as_str(), "encrypted": created.address_key.is_some(), "address_key_file": key_file}));
+    } else {
+        println!(
+            "created repository {name} (id {}) at {}",
+            created.repository.id(),
+            rc.url
+        );
+        if let Some(p) = key_file {
+            println!(
+                "address key saved to {} (mode 600): backups need it; keep a copy with the age identity",
+                p.display()
+            );
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.write_all(b"\n")
+}
+
+#[derive(Serialize)]
+struct BackupJson<'a> {
+    snapshot: &'a str,
+    source: &'a str,
+    repository: &'a str,
+    bytes_read: u64,
+    bytes_stored: u64,
+    chunks: usize,
+    new_chunks: u64,
+    tables: usize,
+    rows: u64,
+    consistent_point: Option<&'a str>,
+    duration_seconds: f64,
+}
+
+pub async fn backup(
+    ctx: &Context,
+    source_name: &str,
+    uploads: usize,
+    out: &Output,
+) -> Result<Exit, CliError> {
+    let source = ctx.source(source_name)?;
+    let engine = ctx.engine_for_source(source)?;
+    let repo = ctx.repository(&source.repository).await?;
+    let catalog = open_catalog_or_warn(ctx).await;
+    let started_at = jiff::Timestamp::now();
+    let meter = Arc::new(Meter::new(out.progress, "backup", None));
+    let result = ops::backup(
+        source_name,
+        engine.as_ref(),
+        &repo,
+        &WriteOptions {
+            uploads_in_flight: uploads,
+        },
+        meter.clone(),
+    )
+    .await;
+    meter.finish();
+    let run = |status, snapshot_id: Option<String>, detail| RunRecord {
+        id: None,
+        kind: RunKind::Backup,
+        source: Some(source_name.to_string()),
+        repository: Some(source.repository.clone()),
+        snapshot_id,
+        started_at,
+        finished_at: jiff::Timestamp::now(),
+        status,
+        detail,
+    };
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let err: CliError = e.into();
+            if let Some(c) = &catalog {
+                let _ = c
+                    .record_run(&run(RunStatus::Failed, None, Some(err.message.clone())))
+                    .await;
+            }
+            return Err(err);
+        }
+    };
+    let m = &report.manifest;
+    if let Some(c) = &catalog {
+        if let Err(e) = c
+            .record_snapshot(&ops::snapshot_record(&source.repository, m))
+            .await
+        {
+            eprintln!(
+                "warning: snapshot {} is committed to the repository but the catalog could not record it: {e}; fix: run `lifeboat catalog rebuild`",
+                m.id
+            );
+        }
+        let _ = c
+            .record_run(&run(RunStatus::Ok, Some(m.id.clone()), None))
+            .await;
+    }
+    if out.json {
+        out.json(&BackupJson {
+            snapshot: &m.id,
+            source: source_name,
+            repository: &source.repository,
+            bytes_read: m.stream.size,
+            bytes_stored: m.stream.new_bytes,
+            chunks: m.stream.chunks.len(),
+            new_chunks: m.stream.new_chunks,
+            tables: m.facts.fingerprint.tables.len(),
+            rows: m.facts.fingerprint.total_rows(),
+            consistent_point: m.facts.consistent_point.as_deref(),
+            duration_seconds: report.duration.as_secs_f64(),
+        });
+    } else {
+        println!(
+            "snapshot {} of {source_name} committed to {}",
+            m.id, source.repository
+        );
+        println!(
+            "  read {}, stored {} new ({} of {} chunks new), {} tables / {} rows, {}",
+            render::bytes(m.stream.size),
+            render::bytes(m.stream.new_bytes),
+            m.stream.new_chunks,
+            m.stream.chunks.len(),
+            m.facts.fingerprint.tables.len(),
+            m.facts.fingerprint.total_rows(),
+            render::seconds(report.duration)
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+async fn open_catalog_or_warn(ctx: &Context) -> Option<Box<dyn Catalog>> {
+    match ctx.catalog().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!(
+                "warning: catalog unavailable, history will not be recorded: {}",
+                e.message
+            );
+            None
+        }
+    }
+}
+
+pub async fn snapshots(
+    ctx: &Context,
+    source: Option<String>,
+    from_repository: bool,
+    out: &Output,
+) -> Result<Exit, CliError> {
+    if let Some(s) = &source {
+        ctx.source(s)?;
+    }
+    let records: Vec<SnapshotRecord> = if from_repository {
+        let mut all = Vec::new();
+        for name in ctx.repository_names(None)? {
+            let repo = ctx.repository(&name).await?;
+            let (good, bad) = repo.manifests(source.as_deref()).await?;
+            for e in bad {
+                eprintln!("warning: {e}");
+            }
+            all.extend(good.iter().map(|m| ops::snapshot_record(&name, m)));
+        }
+        all.sort_by(|a, b| (b.finished_at, &b.id).cmp(&(a.finished_at, &a.id)));
+        all
+    } else {
+        ctx.catalog()
+            .await?
+            .snapshots(&SnapshotFilter {
+                source: source.clone(),
+                repository: None,
+                limit: None,
+            })
+            .await?
+    };
+    if out.json {
+        out.json(&records);
+        return Ok(Exit::Ok);
+    }
+    if records.is_empty() {
+        println!(
+            "no snapshots{}",
+            if from_repository {
+                ""
+            } else {
+                " in the catalog (if the repositories hold some, run `lifeboat catalog rebuild`)"
+            }
+        );
+        return Ok(Exit::Ok);
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.source.clone(),
+                r.repository.clone(),
+                r.finished_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+                render::bytes(r.bytes_read),
+                render::bytes(r.bytes_stored),
+                r.tables.to_string(),
+                r.rows.to_string(),
+            ]
+        })
+        .collect();
+    render::table(
+        &[
+            "ID",
+            "SOURCE",
+            "REPOSITORY",
+            "FINISHED",
+            "SIZE",
+            "NEW",
+            "TABLES",
+            "ROWS",
+        ],
+        &rows,
+    );
+    Ok(Exit::Ok)
+}
+
+/// Finds a snapshot by id or prefix across the configured repositories.
+async fn locate(
+    ctx: &Context,
+    id: &str,
+    only: Option<&str>,
+) -> Result<(String, Repository, Manifest), CliError> {
+    let mut found = Vec::new();
+    for name in ctx.repository_names(only)? {
+        let repo = ctx.repository(&name).await?;
+        match repo.find_manifest(id).await {
+            Ok(m) => found.push((name, repo, m)),
+            Err(crate::repo::RepoError::Missing { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match found.len() {
+        1 => Ok(found.pop().expect("one")),
+        0 => Err(CliError::usage(format!(
+            "no snapshot `{id}` in any configured repository; fix: list them with `lifeboat snapshots --from-repository`"
+        ))),
+        _ => Err(CliError::usage(format!(
+            "snapshot `{id}` is in several repositories; fix: pass --repository"
+        ))),
+    }
+}
+
+pub async fn verify(
+    ctx: &Context,
+    snapshot: Option<String>,
+    all: bool,
+    read_data: bool,
+    repository: Option<String>,
+    out: &Output,
+) -> Result<Exit, CliError> {
+    if snapshot.is_none() && !all {
+        return Err(CliError::usage(
+            "name a snapshot or pass --all; fix: `lifeboat verify --all` checks every snapshot",
+        ));
+    }
+    let targets: Vec<(String, Repository, Option<String>)> = match &snapshot {
+        Some(id) => {
+            let (name, repo, m) = locate(ctx, id, repository.as_deref()).await?;
+            vec![(name, repo, Some(m.id))]
+        }
+        None => {
+            let mut v = Vec::new();
+            for name in ctx.repository_names(repository.as_deref())? {
+                let repo = ctx.repository(&name).await?;
+                v.push((name, repo, None));
+            }
+            v
+        }
+    };
+    let catalog = open_catalog_or_warn(ctx).await;
+    let mut reports = Vec::new();
+    let mut damaged = false;
+    for (name, repo, only) in targets {
+        let started_at = jiff::Timestamp::now();
+        let meter = Meter::new(out.progress, if read_data { "read" } else { "check" }, None);
+        let report = repo.verify(only.as_deref(), read_data, &meter).await?;
+        meter.finish();
+        damaged |= !report.is_clean();
+        if let Some(c) = &catalog {
+            let _ = c
+                .record_run(&RunRecord {
+                    id: None,
+                    kind: RunKind::Verify,
+                    source: None,
+                    repository: Some(name.clone()),
+                    snapshot_id: only.clone(),
+                    started_at,
+                    finished_at: jiff::Timestamp::now(),
+                    status: if report.is_clean() {
+                        RunStatus::Ok
+                    } else {
+                        RunStatus::Failed
+                    },
+                    detail: (!report.is_clean())
+                        .then(|| format!("{} problems", report.problems.len())),
+                })
+                .await;
+        }
+        if !out.json {
+            println!(
+                "repository {name}: {} snapshots, {} chunks {}{}",
+                report.snapshots_checked,
+                report.chunks_checked,
+                if read_data {
+                    "re-read and re-hashed"
+                } else {
+                    "checked for presence"
+                },
+                if read_data {
+                    format!(" ({})", render::bytes(report.bytes_read))
+                } else {
+                    String::new()
+                }
+            );
+            for p in &report.problems {
+                println!(
+                    "  {:?}: {} ({}) — breaks snapshot {}",
+                    p.kind,
+                    p.object,
+                    p.detail,
+                    p.snapshots.join(", ")
+                );
+            }
+            println!(
+                "  {}",
+                if report.is_clean() {
+                    "OK".to_string()
+                } else {
+                    format!("{} PROBLEMS", report.problems.len())
+                }
+            );
+        }
+        reports.push(json!({"repository": name, "report": report}));
+    }
+    if out.json {
+        out.json(&reports);
+    }
+    if damaged {
+        eprintln!(
+            "verify found damage; fix: restore from an undamaged snapshot or repository copy, and take a new backup now"
+        );
+        return Ok(Exit::Damage);
+    }
+    Ok(Exit::Ok)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn restore(
+    ctx: &Context,
+    snapshot: &str,
+    into_dsn: url::Url,
+    password_env: Option<String>,
+    jobs: u32,
+    no_owner: bool,
+    work_dir: Option<PathBuf>,
+    out: &Output,
+) -> Result<Exit, CliError> {
+    if into_dsn.password().is_some() {
+        return Err(CliError::usage(
+            "the target DSN contains a password; fix: remove it and pass --password-env VAR instead",
+        ));
+    }
+    let password = match password_env {
+        Some(var) => Some(resolve(&crate::config::SecretRef::Env(var))?),
+        None => None,
+    };
+    let (repo_name, repo, manifest) = locate(ctx, snapshot, None).await?;
+    // The source's own DSN is refused even when the server's identity cannot be read.
+    if let Some(src) = ctx.config.sources.get(&manifest.source)
+        && same_database(&src.dsn, &into_dsn)
+    {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!(
+                "refused: {} is the source `{}` itself; fix: restore into a new, empty database and switch over after checking it",
+                engine::redact(&into_dsn),
+                manifest.source
+            ),
+        ));
+    }
+    let bin_dir = ctx
+        .config
+        .sources
+        .get(&manifest.source)
+        .and_then(|s| s.pg_bin_dir.clone());
+    let target = engine::for_kind(
+        &manifest.engine,
+        Endpoint {
+            dsn: into_dsn.clone(),
+            password,
+            bin_dir,
+        },
+    )?;
+    let catalog = open_catalog_or_warn(ctx).await;
+    let started_at = jiff::Timestamp::now();
+    let meter = Meter::new(out.progress, "restore", Some(manifest.stream.size));
+    let req = ops::RestoreRequest {
+        manifest: &manifest,
+        repo: &repo,
+        target: target.as_ref(),
+        options: RestoreOptions { jobs, no_owner },
+        work_dir,
+    };
+    let result = ops::restore(req, &meter).await;
+    meter.finish();
+    if let Some(c) = &catalog {
+        let _ = c
+            .record_run(&RunRecord {
+                id: None,
+                kind: RunKind::Restore,
+                source: Some(manifest.source.clone()),
+                repository: Some(repo_name.clone()),
+                snapshot_id: Some(manifest.id.clone()),
+                started_at,
+                finished_at: jiff::Timestamp::now(),
+                status: if result.is_ok() {
+                    RunStatus::Ok
+                } else {
+                    RunStatus::Failed
+                },
+                detail: result.as_ref().err().map(|e| e.to_string()),
+            })
+            .await;
+    }
+    let report = result?;
+    if out.json {
+        out.json(&json!({"report": report, "target": engine::redact(&into_dsn), "duration_seconds": report.duration.as_secs_f64()}));
+    } else {
+        println!(
+            "restored snapshot {} of {} into {}",
+            manifest.id,
+            manifest.source,
+            engine::redact(&into_dsn)
+        );
+        println!(
+            "  {} tables, {} rows; row counts equal those recorded at backup time; fetch {:.1}s, restore {:.1}s, total {}",
+            report.tables,
+            report.rows,
+            report.fetch_seconds,
+            report.restore_seconds,
+            render::seconds(report.duration)
+        );
+    }
+    Ok(Exit::Ok)
+}
+
+/// Whether two DSNs name the same database on the same server (host, port and database name).
+fn same_database(a: &url::Url, b: &url::Url) -> bool {
+    fn key(u: &url::Url) -> (String, u16, String) {
+        let q = |k: &str| {
+            u.query_pairs()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let host = q("host")
+            .or_else(|| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "localhost".into());
+        let host = match host.as_str() {
+            "127.0.0.1" | "::1" | "[::1]" => "localhost".to_string(),
+            _ => host,
+        };
+        let port = q("port")
+            .and_then(|p| p.parse().ok())
+            .or(u.port())
+            .unwrap_or(5432);
+        let db = q("dbname").unwrap_or_else(|| u.path().trim_start_matches('/').to_string());
+        (host, port, db)
+    }
+    key(a) == key(b)
+}
+
+pub async fn catalog_rebuild(ctx: &Context, out: &Output) -> Result<Exit, CliError> {
+    let catalog = ctx.catalog().await?;
+    let mut summary = Vec::new();
+    let mut damaged = false;
+    for name in ctx.repository_names(None)? {
+        let repo = ctx.repository(&name).await?;
+        let (count, bad) = ops::rebuild_catalog(&name, &repo, catalog.as_ref()).await?;
+        for e in &bad {
+            eprintln!("warning: not catalogued: {e}");
+        }
+        damaged |= !bad.is_empty();
+        if !out.json {
+            println!(
+                "repository {name}: {count} snapshots catalogued{}",
+                if bad.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} damaged manifests skipped", bad.len())
+                }
+            );
+        }
+        summary.push(json!({"repository": name, "snapshots": count, "damaged": bad.iter().map(|e| e.to_string()).collect::<Vec<_>>()}));
+    }
+    if out.json {
+        out.json(&summary);
+    }
+    Ok(if damaged { Exit::Damage } else { Exit::Ok })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_database;
+
+    #[test]
+    fn same_database_normalises_loopback_ports_and_sockets() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert!(same_database(
+            &u("postgres://a@127.0.0.1/orders"),
+            &u("postgres://b@localhost:5432/orders")
+        ));
+        assert!(!same_database(
+            &u("postgres://a@127.0.0.1/orders"),
+            &u("postgres://a@127.0.0.1/orders_check")
+        ));
+        assert!(same_database(
+            &u("postgresql:///x?host=/tmp/s&port=7000"),
+            &u("postgresql://u@/x?host=/tmp/s&port=7000")
+        ));
+        assert!(!same_database(
+            &u("postgresql:///x?host=/tmp/s&port=7000"),
+            &u("postgresql:///x?host=/tmp/s&port=7001")
+        ));
+    }
+}

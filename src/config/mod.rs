@@ -1,0 +1,57 @@
+//! `config/lifeboat.yaml` → a validated, typed [`Config`].
+//!
+//! - Every error says where (`file:line:column`), what is wrong, and a `fix:`; semantic
+//!   problems are all reported at once ([`ConfigError::all`]).
+//! - Unknown keys are errors, so a typo never silently disables a setting.
+//! - Secrets are never in the file: only `*_env` (a variable's name) or `*_file` (a path,
+//!   refused if group or others can read it). They are resolved lazily with
+//!   [`SecretRef::resolve`]; [`Config::check`] resolves all of them for `check-config`.
+//! - Relative paths in the file resolve against the file's own directory.
+//!
+//! Files: `raw` (serde shapes with positions), `validate` (raw → model), `model` (the
+//! typed config), `secret`, `error`, `syntax` (YAML errors → problems).
+
+mod error;
+mod model;
+mod raw;
+mod secret;
+mod syntax;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, Position, Problem};
+pub use model::{
+    CatalogConfig, Config, EncryptionConfig, RepositoryConfig, SourceConfig, SourceKind,
+};
+pub use secret::{Secret, SecretRef};
+
+/// Reads, parses and validates the config file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let fix = if e.kind() == std::io::ErrorKind::NotFound {
+            "create it (config/lifeboat.yaml in the Lifeboat sources is a commented example), \
+             or point `--config` / LIFEBOAT_CONFIG at the right file"
+        } else {
+            "make the file readable by the user running lifeboat"
+        };
+        ConfigError::one(Problem::new(
+            path,
+            None,
+            format!("cannot read the config file: {e}"),
+            fix,
+        ))
+    })?;
+    load_str(&text, path)
+}
+
+/// Parses and validates `text` as if it had been read from `origin` (which is used in
+/// messages and as the base for relative paths; it need not exist).
+pub fn load_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    validate::parse(text, origin)
+}
+
+/// The config path used when none is given. `$LIFEBOAT_CONFIG` is handled by the CLI.
+pub fn default_path() -> PathBuf {
+    PathBuf::from("config/lifeboat.yaml")
+}

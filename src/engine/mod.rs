@@ -1,0 +1,175 @@
+//! Engines: one module per database kind. Every database-specific fact lives in `engine/<kind>`;
+//! everything above speaks through [`Engine`].
+//!
+//! An engine drives the database's own tools as child processes (pg_dump, pg_restore) and talks to the
+//! server for the facts a backup must record (versions, identity, the consistent point, row counts).
+//! Physical backups with WAL archiving, and the MySQL and SQLite engines, fit behind the same trait:
+//! a backup is "a stream plus facts", a restore is "a stream into a target".
+
+pub mod postgres;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use url::Url;
+
+use crate::repo::{BackupFacts, Fingerprint};
+
+/// How to reach one database. The password travels beside the DSN, never inside it.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub dsn: Url,
+    pub password: Option<SecretString>,
+    /// Where the database's client tools live; `None` searches PATH.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("dsn", &redact(&self.dsn))
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A DSN fit for messages: any password that slipped into it is masked.
+pub fn redact(dsn: &Url) -> String {
+    let mut u = dsn.clone();
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// The identity of a database, used to refuse restoring over the source itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseIdentity {
+    pub server_version: String,
+    pub system_identifier: Option<String>,
+    pub database: String,
+}
+
+/// What a restore target holds before anything is written to it.
+#[derive(Debug, Clone)]
+pub struct TargetState {
+    pub identity: DatabaseIdentity,
+    /// User relations (tables, views, sequences...) already present, up to a few names.
+    pub existing_objects: u64,
+    pub examples: Vec<String>,
+}
+
+impl TargetState {
+    pub fn is_empty(&self) -> bool {
+        self.existing_objects == 0
+    }
+}
+
+/// A backup in progress: read `stream` to its end, then call `finish`.
+pub struct RunningBackup {
+    pub stream: Box<dyn Read + Send>,
+    /// What the stream is, recorded in the manifest so restore knows which tool reads it.
+    pub format: String,
+    pub method: String,
+    pub handle: Box<dyn BackupHandle>,
+}
+
+#[async_trait]
+pub trait BackupHandle: Send {
+    /// Waits for the producer to exit and returns the facts of the backup. Fails if the producer
+    /// failed: a stream whose producer failed must never be committed.
+    async fn finish(self: Box<Self>) -> Result<BackupFacts, EngineError>;
+    /// Stops the producer (the stream could not be stored).
+    async fn abort(self: Box<Self>);
+}
+
+/// How restore feeds the archive to the database's tool.
+#[derive(Debug, Clone)]
+pub enum RestoreInput {
+    /// A complete, already verified archive on local disk: allows parallel restore.
+    File(PathBuf),
+    /// Streamed on the tool's stdin as it is fetched; restored in one transaction so that a failure
+    /// midway leaves nothing behind.
+    Stdin,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub jobs: u32,
+    /// Skip ownership statements (the target lacks the source's roles).
+    pub no_owner: bool,
+}
+
+/// A restore in progress. For `RestoreInput::Stdin`, write the archive to `stdin`, drop it, then `finish`.
+pub struct RunningRestore {
+    pub stdin: Option<tokio::process::ChildStdin>,
+    pub handle: Box<dyn RestoreHandle>,
+}
+
+#[async_trait]
+pub trait RestoreHandle: Send {
+    async fn finish(self: Box<Self>) -> Result<(), EngineError>;
+    async fn abort(self: Box<Self>);
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> &'static str;
+    /// Connects and reports who the server is.
+    async fn identity(&self) -> Result<DatabaseIdentity, EngineError>;
+    /// Starts a consistent logical backup of the database.
+    async fn start_backup(&self) -> Result<RunningBackup, EngineError>;
+    /// Reports what a restore target already holds.
+    async fn target_state(&self) -> Result<TargetState, EngineError>;
+    /// Starts restoring an archive of `format` into this endpoint's database.
+    async fn start_restore(
+        &self,
+        format: &str,
+        input: RestoreInput,
+        opts: &RestoreOptions,
+    ) -> Result<RunningRestore, EngineError>;
+    /// Row counts per table, now.
+    async fn fingerprint(&self) -> Result<Fingerprint, EngineError>;
+    /// Marks a database whose restore failed midway so nobody mistakes it for a good copy.
+    async fn mark_incomplete(&self, note: &str) -> Result<(), EngineError>;
+}
+
+/// Builds the engine for a source kind.
+pub fn for_kind(kind: &str, endpoint: Endpoint) -> Result<Box<dyn Engine>, EngineError> {
+    match kind {
+        "postgres" | "postgresql" => Ok(Box::new(postgres::Postgres::new(endpoint))),
+        other => Err(EngineError::Unsupported {
+            kind: other.to_string(),
+        }),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot connect to {dsn}: {detail}; fix: {fix}")]
+    Connect {
+        dsn: String,
+        detail: String,
+        fix: String,
+    },
+    #[error("query on {dsn} failed: {detail}")]
+    Query { dsn: String, detail: String },
+    #[error(
+        "cannot run {tool}: {detail}; fix: install the database's client tools or set `pg_bin_dir` for the source"
+    )]
+    ToolMissing { tool: String, detail: String },
+    #[error("{tool} failed (exit {status}): {stderr}")]
+    ToolFailed {
+        tool: String,
+        status: String,
+        stderr: String,
+    },
+    #[error(
+        "stream format `{format}` cannot be restored by the {engine} engine; fix: restore it with the engine that made it"
+    )]
+    WrongFormat { engine: String, format: String },
+    #[error("database kind `{kind}` is not supported yet; fix: use kind: postgres")]
+    Unsupported { kind: String },
+}

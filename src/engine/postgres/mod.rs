@@ -1,0 +1,443 @@
+//! PostgreSQL: logical backups with `pg_dump -Fc`, restores with `pg_restore`.
+//!
+//! Consistency: a REPEATABLE READ transaction exports its snapshot, `pg_dump --snapshot` dumps exactly
+//! that snapshot, and the row counts of the fingerprint are taken inside the same transaction while the
+//! dump runs. The transaction stays open until pg_dump has exited.
+
+mod tools;
+
+use std::process::Stdio;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use super::{
+    BackupHandle, DatabaseIdentity, Endpoint, Engine, EngineError, RestoreHandle, RestoreInput,
+    RestoreOptions, RunningBackup, RunningRestore, TargetState, redact,
+};
+use crate::repo::{BackupFacts, Fingerprint, TableRows};
+
+/// The stream format of `pg_dump --format=custom`.
+pub const FORMAT_CUSTOM: &str = "pg_dump-custom";
+
+/// User tables whose rows pg_dump dumps: ordinary tables outside the system schemas. Partitioned
+/// parents are left out because their leaves are counted.
+const USER_TABLES: &str = "select n.nspname::text, c.relname::text from pg_class c \
+     join pg_namespace n on n.oid = c.relnamespace \
+     where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') \
+       and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%' \
+     order by 1, 2";
+
+pub struct Postgres {
+    endpoint: Endpoint,
+}
+
+impl Postgres {
+    pub fn new(endpoint: Endpoint) -> Self {
+        Postgres { endpoint }
+    }
+
+    fn dsn_for_messages(&self) -> String {
+        redact(&self.endpoint.dsn)
+    }
+
+    async fn connect(&self) -> Result<PgConnection, EngineError> {
+        let dsn = self.dsn_for_messages();
+        let mut opts = PgConnectOptions::from_str(self.endpoint.dsn.as_str()).map_err(|e| EngineError::Connect {
+            dsn: dsn.clone(),
+            detail: e.to_string(),
+            fix: "write the DSN as postgres://USER@HOST:PORT/DATABASE (or postgresql:///DATABASE?host=/socket/dir)".into(),
+        })?;
+        if let Some(pw) = &self.endpoint.password {
+            opts = opts.password(pw.expose_secret());
+        }
+        opts = opts.application_name("lifeboat");
+        PgConnection::connect_with(&opts).await.map_err(|e| {
+            let detail = e.to_string();
+            let fix = if detail.contains("password authentication failed")
+                || detail.contains("no password")
+            {
+                "check the password the source's password_env / password_file provides"
+            } else if detail.contains("does not exist") {
+                "check the database and user names in the DSN"
+            } else {
+                "check that the server is running and reachable at the DSN's host and port"
+            };
+            EngineError::Connect {
+                dsn,
+                detail,
+                fix: fix.into(),
+            }
+        })
+    }
+
+    fn query_err(&self) -> impl Fn(sqlx::Error) -> EngineError + '_ {
+        move |e| EngineError::Query {
+            dsn: self.dsn_for_messages(),
+            detail: e.to_string(),
+        }
+    }
+
+    async fn identity_on(&self, conn: &mut PgConnection) -> Result<DatabaseIdentity, EngineError> {
+        let row = sqlx::query("select current_setting('server_version'), current_database()::text")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(self.query_err())?;
+        // pg_control_system() needs elevated rights on some servers; the identity is then unknown and
+        // the source-refusal falls back to comparing DSNs.
+        let system_identifier: Option<String> = match sqlx::query_scalar::<_, String>(
+            "select system_identifier::text from pg_control_system()",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        {
+            Ok(id) => Some(id),
+            Err(_) => None,
+        };
+        Ok(DatabaseIdentity {
+            server_version: row.get(0),
+            system_identifier,
+            database: row.get(1),
+        })
+    }
+
+    async fn row_counts(&self, conn: &mut PgConnection) -> Result<Vec<TableRows>, EngineError> {
+        let tables: Vec<(String, String)> = sqlx::query_as(USER_TABLES)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.query_err())?;
+        let mut out = Vec::with_capacity(tables.len());
+        for (schema, table) in tables {
+            let sql = format!(
+                "select count(*) from only {}.{}",
+                quote_ident(&schema),
+                quote_ident(&table)
+            );
+            let rows: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(self.query_err())?;
+            out.push(TableRows {
+                schema,
+                table,
+                rows: rows as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// An order-independent checksum of every user table's content: equal data gives equal sums.
+    pub async fn content_checksums(&self) -> Result<Vec<(String, String)>, EngineError> {
+        let mut conn = self.connect().await?;
+        let tables: Vec<(String, String)> = sqlx::query_as(USER_TABLES)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(self.query_err())?;
+        let mut out = Vec::new();
+        for (schema, table) in tables {
+            let q = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
+            let sql = format!(
+                "select md5(coalesce(string_agg(h, '' order by h), '')) from (select md5(t::text) h from only {q} t) s"
+            );
+            let sum: String = sqlx::query_scalar(AssertSqlSafe(sql))
+                .fetch_one(&mut conn)
+                .await
+                .map_err(self.query_err())?;
+            out.push((format!("{schema}.{table}"), sum));
+        }
+        Ok(out)
+    }
+
+    fn command(&self, tool: &str) -> std::process::Command {
+        let mut cmd =
+            std::process::Command::new(tools::path(self.endpoint.bin_dir.as_deref(), tool));
+        // The password reaches the tool through its environment, never its command line (visible to
+        // every user in `ps`).
+        if let Some(pw) = &self.endpoint.password {
+            cmd.env("PGPASSWORD", pw.expose_secret());
+        }
+        cmd.env("PGAPPNAME", "lifeboat");
+        cmd
+    }
+}
+
+pub(crate) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+#[async_trait]
+impl Engine for Postgres {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn identity(&self) -> Result<DatabaseIdentity, EngineError> {
+        let mut conn = self.connect().await?;
+        self.identity_on(&mut conn).await
+    }
+
+    async fn start_backup(&self) -> Result<RunningBackup, EngineError> {
+        let tool_version = tools::version(self.endpoint.bin_dir.as_deref(), "pg_dump")?;
+        let mut conn = self.connect().await?;
+        let identity = self.identity_on(&mut conn).await?;
+        sqlx::raw_sql("begin isolation level repeatable read, read only")
+            .execute(&mut conn)
+            .await
+            .map_err(self.query_err())?;
+        let snapshot: String = sqlx::query_scalar("select pg_export_snapshot()")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(self.query_err())?;
+        let lsn: Option<String> = sqlx::query_scalar(
+            "select (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(self.query_err())?;
+
+        let mut cmd = self.command("pg_dump");
+        cmd.arg("--format=custom")
+            .arg("--compress=0") // the repository compresses; compressing twice only burns CPU
+            .arg(format!("--snapshot={snapshot}"))
+            .arg("--no-password")
+            .arg(format!("--dbname={}", self.endpoint.dsn))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| EngineError::ToolMissing {
+            tool: "pg_dump".into(),
+            detail: e.to_string(),
+        })?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = tools::collect_stderr(child.stderr.take().expect("piped"));
+
+        // Counting runs while pg_dump reads, inside the exporting transaction: same snapshot, and the
+        // transaction stays open (so the snapshot stays importable) until finish.
+        let dsn = self.dsn_for_messages();
+        let counter = Postgres {
+            endpoint: self.endpoint.clone(),
+        };
+        let counts = tokio::spawn(async move {
+            let r = counter.row_counts(&mut conn).await;
+            (conn, r)
+        });
+        let handle = PgDumpHandle {
+            child,
+            stderr,
+            counts,
+            identity,
+            lsn,
+            tool_version,
+            dsn,
+            password: self.endpoint.password.clone(),
+        };
+        Ok(RunningBackup {
+            stream: Box::new(stdout),
+            format: FORMAT_CUSTOM.into(),
+            method: "logical".into(),
+            handle: Box::new(handle),
+        })
+    }
+
+    async fn target_state(&self) -> Result<TargetState, EngineError> {
+        let mut conn = self.connect().await?;
+        let identity = self.identity_on(&mut conn).await?;
+        let row = sqlx::query(
+            "select count(*), coalesce((array_agg(name order by name))[1:5], '{}') from ( \
+               select n.nspname || '.' || c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+               where c.relkind in ('r','p','v','m','S','f') and n.nspname not in ('pg_catalog','information_schema') \
+                 and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%' \
+               union all \
+               select 'schema ' || nspname from pg_namespace \
+               where nspname not in ('public','pg_catalog','information_schema') and nspname not like 'pg\\_%') o",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .map_err(self.query_err())?;
+        let count: i64 = row.get(0);
+        let examples: Vec<String> = row.get(1);
+        Ok(TargetState {
+            identity,
+            existing_objects: count as u64,
+            examples,
+        })
+    }
+
+    async fn start_restore(
+        &self,
+        format: &str,
+        input: RestoreInput,
+        opts: &RestoreOptions,
+    ) -> Result<RunningRestore, EngineError> {
+        if format != FORMAT_CUSTOM {
+            return Err(EngineError::WrongFormat {
+                engine: "postgres".into(),
+                format: format.into(),
+            });
+        }
+        let mut cmd = self.command("pg_restore");
+        cmd.arg("--exit-on-error")
+            .arg("--no-password")
+            .arg(format!("--dbname={}", self.endpoint.dsn));
+        if opts.no_owner {
+            cmd.arg("--no-owner").arg("--no-privileges");
+        }
+        let piped = match &input {
+            RestoreInput::File(path) => {
+                cmd.arg(format!("--jobs={}", opts.jobs.max(1))).arg(path);
+                false
+            }
+            RestoreInput::Stdin => {
+                // One transaction: a stream that turns out damaged midway rolls back to nothing.
+                cmd.arg("--single-transaction");
+                true
+            }
+        };
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| EngineError::ToolMissing {
+            tool: "pg_restore".into(),
+            detail: e.to_string(),
+        })?;
+        let stdin = child.stdin.take();
+        Ok(RunningRestore {
+            stdin,
+            handle: Box::new(PgRestoreHandle {
+                child,
+                password: self.endpoint.password.clone(),
+            }),
+        })
+    }
+
+    async fn fingerprint(&self) -> Result<Fingerprint, EngineError> {
+        let mut conn = self.connect().await?;
+        sqlx::raw_sql("begin isolation level repeatable read, read only")
+            .execute(&mut conn)
+            .await
+            .map_err(self.query_err())?;
+        let tables = self.row_counts(&mut conn).await?;
+        let _ = sqlx::raw_sql("rollback").execute(&mut conn).await;
+        Ok(Fingerprint { tables })
+    }
+
+    async fn mark_incomplete(&self, note: &str) -> Result<(), EngineError> {
+        let mut conn = self.connect().await?;
+        let sql: String = sqlx::query_scalar(
+            "select format('comment on database %I is %L', current_database(), $1::text)",
+        )
+        .bind(note)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(self.query_err())?;
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .map_err(self.query_err())?;
+        Ok(())
+    }
+}
+
+struct PgDumpHandle {
+    child: std::process::Child,
+    stderr: std::thread::JoinHandle<String>,
+    counts: tokio::task::JoinHandle<(PgConnection, Result<Vec<TableRows>, EngineError>)>,
+    identity: DatabaseIdentity,
+    lsn: Option<String>,
+    tool_version: String,
+    dsn: String,
+    password: Option<secrecy::SecretString>,
+}
+
+#[async_trait]
+impl BackupHandle for PgDumpHandle {
+    async fn finish(self: Box<Self>) -> Result<BackupFacts, EngineError> {
+        let PgDumpHandle {
+            mut child,
+            stderr,
+            counts,
+            identity,
+            lsn,
+            tool_version,
+            dsn,
+            password,
+        } = *self;
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("wait task")
+            .map_err(|e| EngineError::ToolFailed {
+                tool: "pg_dump".into(),
+                status: "unknown".into(),
+                stderr: e.to_string(),
+            })?;
+        let stderr = stderr.join().unwrap_or_default();
+        let (mut conn, tables) = counts.await.map_err(|e| EngineError::Query {
+            dsn: dsn.clone(),
+            detail: e.to_string(),
+        })?;
+        let _ = sqlx::raw_sql("rollback").execute(&mut conn).await;
+        if !status.success() {
+            return Err(EngineError::ToolFailed {
+                tool: "pg_dump".into(),
+                status: tools::describe_status(status),
+                stderr: tools::scrub(&stderr, password.as_ref()),
+            });
+        }
+        let mut tables = tables?;
+        tables.sort();
+        Ok(BackupFacts {
+            server_version: identity.server_version,
+            tool: "pg_dump".into(),
+            tool_version,
+            system_identifier: identity.system_identifier,
+            database: identity.database,
+            consistent_point: lsn,
+            fingerprint: Fingerprint { tables },
+        })
+    }
+
+    async fn abort(self: Box<Self>) {
+        let mut me = *self;
+        let _ = me.child.kill();
+        let _ = tokio::task::spawn_blocking(move || me.child.wait()).await;
+        me.counts.abort();
+    }
+}
+
+struct PgRestoreHandle {
+    child: tokio::process::Child,
+    password: Option<secrecy::SecretString>,
+}
+
+#[async_trait]
+impl RestoreHandle for PgRestoreHandle {
+    async fn finish(self: Box<Self>) -> Result<(), EngineError> {
+        let out = self
+            .child
+            .wait_with_output()
+            .await
+            .map_err(|e| EngineError::ToolFailed {
+                tool: "pg_restore".into(),
+                status: "unknown".into(),
+                stderr: e.to_string(),
+            })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(EngineError::ToolFailed {
+                tool: "pg_restore".into(),
+                status: tools::describe_status(out.status),
+                stderr: tools::scrub(&tools::tail(&stderr, 2000), self.password.as_ref()),
+            });
+        }
+        Ok(())
+    }
+
+    async fn abort(mut self: Box<Self>) {
+        let _ = self.child.kill().await;
+    }
+}

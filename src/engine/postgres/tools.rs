@@ -1,0 +1,68 @@
+//! Running PostgreSQL's client tools.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStderr, Command, ExitStatus};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::engine::EngineError;
+
+/// The tool's path: inside `bin_dir` when configured, else found on PATH.
+pub fn path(bin_dir: Option<&Path>, tool: &str) -> PathBuf {
+    match bin_dir {
+        Some(dir) => dir.join(tool),
+        None => PathBuf::from(tool),
+    }
+}
+
+/// `pg_dump --version`, e.g. "pg_dump (PostgreSQL) 15.20".
+pub fn version(bin_dir: Option<&Path>, tool: &str) -> Result<String, EngineError> {
+    let out = Command::new(path(bin_dir, tool))
+        .arg("--version")
+        .output()
+        .map_err(|e| EngineError::ToolMissing {
+            tool: tool.into(),
+            detail: e.to_string(),
+        })?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Reads a child's stderr on its own thread so a chatty tool can never block on a full pipe.
+pub fn collect_stderr(mut stderr: ChildStderr) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        tail(&String::from_utf8_lossy(&buf), 2000)
+    })
+}
+
+/// The last `max` bytes of a message, on a character boundary.
+pub fn tail(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...{}", &text[start..])
+}
+
+/// Removes the password from text that came from a tool, in case a tool ever echoes it.
+pub fn scrub(text: &str, password: Option<&SecretString>) -> String {
+    match password {
+        Some(pw) if !pw.expose_secret().is_empty() => text.replace(pw.expose_secret(), "***"),
+        _ => text.to_string(),
+    }
+}
+
+pub fn describe_status(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "unknown".into(),
+    }
+}

@@ -1,0 +1,13 @@
+//! Lifeboat: backup integrity and recovery-drill orchestrator.
+//!
+//! Data flows downward: `cli` → `engine`/`repo` → `storage`; `catalog` records history.
+//! `engine`, `repo`, `storage` and `catalog` know nothing of the CLI.
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod ops;
+pub mod repo;
+pub mod scratch;
+pub mod storage;

@@ -1,0 +1,153 @@
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::OpsError;
+use crate::engine::{Engine, RestoreInput, RestoreOptions};
+use crate::repo::{Manifest, Progress, Repository};
+
+pub struct RestoreRequest<'a> {
+    pub manifest: &'a Manifest,
+    pub repo: &'a Repository,
+    pub target: &'a dyn Engine,
+    pub options: RestoreOptions,
+    /// Where a parallel restore stages the verified archive; system temp dir when `None`.
+    pub work_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    pub snapshot: String,
+    pub database: String,
+    pub bytes: u64,
+    pub tables: usize,
+    pub rows: u64,
+    /// Per-table row counts of the target equal those recorded at backup time.
+    pub fingerprint_match: bool,
+    pub fetch_seconds: f64,
+    pub restore_seconds: f64,
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+/// Restores a snapshot into an empty database that is not the source itself.
+///
+/// With `jobs > 1` the whole stream is fetched and proven (every chunk and the stream's SHA-256) into a
+/// local file *before* the target is touched, then restored in parallel. With `jobs == 1` it streams
+/// into a single transaction, so a damaged chunk found midway rolls back to an empty database.
+pub async fn restore(
+    req: RestoreRequest<'_>,
+    progress: &dyn Progress,
+) -> Result<RestoreReport, OpsError> {
+    let clock = Instant::now();
+    let m = req.manifest;
+    let state = req.target.target_state().await?;
+    if let (Some(src), Some(dst)) = (
+        &m.facts.system_identifier,
+        &state.identity.system_identifier,
+    ) && src == dst
+        && m.facts.database == state.identity.database
+    {
+        return Err(OpsError::Refused {
+            reason: format!(
+                "the target is the source database itself (system identifier {dst}, database {})",
+                state.identity.database
+            ),
+            fix: "restore into a new, empty database (createdb ...) and switch over after checking it".into(),
+        });
+    }
+    if !state.is_empty() {
+        return Err(OpsError::Refused {
+            reason: format!(
+                "the target database {} is not empty: it holds {} objects (e.g. {})",
+                state.identity.database,
+                state.existing_objects,
+                state.examples.join(", ")
+            ),
+            fix: "restore into a new, empty database; overwriting data needs an approved request"
+                .into(),
+        });
+    }
+
+    let note = format!(
+        "lifeboat: INCOMPLETE restore of snapshot {} - do not use",
+        m.id
+    );
+    let fetch_clock = Instant::now();
+    let (fetch_seconds, restore_clock) = if req.options.jobs > 1 {
+        let dir = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let staged = tempfile::Builder::new()
+            .prefix("lifeboat-restore-")
+            .tempfile_in(&dir)
+            .map_err(|e| OpsError::Io {
+                path: dir.display().to_string(),
+                detail: e.to_string(),
+            })?;
+        let mut file = tokio::fs::File::from_std(staged.reopen().map_err(|e| OpsError::Io {
+            path: staged.path().display().to_string(),
+            detail: e.to_string(),
+        })?);
+        req.repo.read_stream(m, &mut file, progress).await?;
+        drop(file);
+        let fetch_seconds = fetch_clock.elapsed().as_secs_f64();
+        let restore_clock = Instant::now();
+        let running = req
+            .target
+            .start_restore(
+                &m.stream.format,
+                RestoreInput::File(staged.path().to_path_buf()),
+                &req.options,
+            )
+            .await?;
+        if let Err(e) = running.handle.finish().await {
+            let _ = req.target.mark_incomplete(&note).await;
+            return Err(e.into());
+        }
+        (fetch_seconds, restore_clock)
+    } else {
+        let mut running = req
+            .target
+            .start_restore(&m.stream.format, RestoreInput::Stdin, &req.options)
+            .await?;
+        let mut stdin = running.stdin.take().expect("stdin restore has a pipe");
+        let fed = req.repo.read_stream(m, &mut stdin, progress).await;
+        drop(stdin);
+        if let Err(e) = fed {
+            // Killing pg_restore before it commits rolls its single transaction back.
+            running.handle.abort().await;
+            return Err(e.into());
+        }
+        running.handle.finish().await?;
+        (fetch_clock.elapsed().as_secs_f64(), Instant::now())
+    };
+    let restore_seconds = restore_clock.elapsed().as_secs_f64();
+
+    let now = req.target.fingerprint().await?;
+    let mut expected = m.facts.fingerprint.tables.clone();
+    expected.sort();
+    let mut actual = now.tables.clone();
+    actual.sort();
+    if expected != actual {
+        let _ = req.target.mark_incomplete(&note).await;
+        let diff: Vec<String> = expected
+            .iter()
+            .filter(|t| !actual.contains(t))
+            .map(|t| format!("{}.{} expected {} rows", t.schema, t.table, t.rows))
+            .take(5)
+            .collect();
+        return Err(OpsError::Mismatch {
+            snapshot: m.id.clone(),
+            detail: diff.join("; "),
+        });
+    }
+    Ok(RestoreReport {
+        snapshot: m.id.clone(),
+        database: state.identity.database,
+        bytes: m.stream.size,
+        tables: actual.len(),
+        rows: now.total_rows(),
+        fingerprint_match: true,
+        fetch_seconds,
+        restore_seconds,
+        duration: clock.elapsed(),
+    })
+}

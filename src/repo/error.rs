@@ -1,0 +1,78 @@
+use thiserror::Error;
+
+/// Errors of the repository layer. Each message names the object involved and says what to do next.
+#[derive(Debug, Error)]
+pub enum RepoError {
+    #[error(
+        "no repository at {location}: {detail}; fix: run `lifeboat init {name}` to create it, or check the repository url"
+    )]
+    NotFound {
+        location: String,
+        name: String,
+        detail: String,
+    },
+    #[error(
+        "a repository already exists at {location} (id {id}); `init` never touches an existing repository; fix: use it as it is, or point `url` at an empty location"
+    )]
+    AlreadyExists { location: String, id: String },
+    #[error(
+        "{location} holds a repository of format version {found}, but this lifeboat reads only version {supported}; fix: use a lifeboat release that supports version {found}"
+    )]
+    UnsupportedVersion {
+        location: String,
+        found: u64,
+        supported: u64,
+    },
+    #[error(
+        "{object} is not a valid lifeboat object: {detail}; fix: run `lifeboat verify --all` to see every damaged object, and restore from another snapshot or repository copy"
+    )]
+    Corrupt { object: String, detail: String },
+    #[error(
+        "{object} is missing from the repository; fix: run `lifeboat verify --all` to list every affected snapshot, and restore from another snapshot or repository copy"
+    )]
+    Missing { object: String },
+    #[error(
+        "snapshot {id} already exists in the repository; fix: retry the backup (a new id is chosen each time)"
+    )]
+    SnapshotExists { id: String },
+    #[error(
+        "storage error on {object}: {source}; fix: check that the repository is reachable and the credentials allow this operation"
+    )]
+    Storage {
+        object: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error(
+        "the repository is encrypted and {what} needs the age identity; fix: set `encryption.identity_file` (or identity_env) for this repository"
+    )]
+    IdentityRequired { what: String },
+    #[error(
+        "the repository is encrypted but no address key is available; fix: copy the address key that `lifeboat init` wrote into the state directory ({hint}), or configure the age identity so it can be unwrapped from the repository"
+    )]
+    AddressKeyRequired { hint: String },
+    #[error("encryption setup is invalid: {detail}; fix: {fix}")]
+    Encryption { detail: String, fix: String },
+    #[error("reading the backup stream failed after {bytes} bytes: {detail}")]
+    Source { bytes: u64, detail: String },
+    #[error("writing the restored stream failed: {detail}")]
+    Sink { detail: String },
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+impl RepoError {
+    pub(crate) fn storage(object: impl Into<String>, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => RepoError::Missing {
+                object: object.into(),
+            },
+            source => RepoError::Storage {
+                object: object.into(),
+                source,
+            },
+        }
+    }
+}

@@ -1,0 +1,777 @@
+//! The catalog suite: every test is written once against `dyn Catalog` and run against both
+//! backends, SQLite in a temp dir and PostgreSQL in a database of its own on the machine's server
+//! (127.0.0.1:5432, user postgres, trust auth; override with LIFEBOAT_TEST_PG_URL, an admin URL
+//! whose database is used only to create and drop the test databases).
+//!
+//! A test database is dropped at the end even when the test panics, then the panic is resumed.
+
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
+use jiff::Timestamp;
+use lifeboat::catalog::{
+    self, Catalog, CatalogError, CatalogTarget, RunFilter, RunKind, RunRecord, RunStatus,
+    SnapshotFilter, SnapshotRecord,
+};
+use sqlx::Connection;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+const PG_ADMIN_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn pg_admin_url() -> String {
+    std::env::var("LIFEBOAT_TEST_PG_URL").unwrap_or_else(|_| PG_ADMIN_DEFAULT.to_owned())
+}
+
+/// Where one test's catalog lives, and how to clean it up.
+struct Fixture {
+    target: CatalogTarget,
+    _dir: Option<tempfile::TempDir>,
+    pg_database: Option<String>,
+}
+
+impl Fixture {
+    fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Two missing levels: open must create the parent directories.
+        let path = dir.path().join("state").join("nested").join("catalog.db");
+        Fixture {
+            target: CatalogTarget::Sqlite(path),
+            _dir: Some(dir),
+            pg_database: None,
+        }
+    }
+
+    async fn postgres() -> Fixture {
+        let admin = pg_admin_url();
+        let name = format!("lifeboat_cat_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL for the catalog tests is not reachable ({e}); start it or set LIFEBOAT_TEST_PG_URL")
+        });
+        // The name is ours (hex digits only), so formatting it into the statement is safe.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let mut url = url::Url::parse(&admin).expect("admin URL");
+        url.set_path(&format!("/{name}"));
+        Fixture {
+            target: CatalogTarget::Postgres(url.to_string()),
+            _dir: None,
+            pg_database: Some(name),
+        }
+    }
+
+    async fn open(&self) -> Box<dyn Catalog> {
+        catalog::open(&self.target)
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.target))
+    }
+
+    async fn teardown(self) {
+        if let Some(name) = &self.pg_database {
+            let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
+                .await
+                .expect("reconnect to drop the test database");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .expect("drop test database");
+        }
+    }
+}
+
+/// Tears the fixture down whatever happened, then re-raises the test's panic if there was one.
+async fn finish(fixture: Fixture, outcome: std::thread::Result<()>) {
+    fixture.teardown().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each test function. `catalog` tests take an
+/// opened `&dyn Catalog`; `target` tests take the target and open it themselves.
+macro_rules! suite {
+    (catalog: [$($c:ident),* $(,)?], target: [$($t:ident),* $(,)?] $(,)?) => {
+        suite!(@backend sqlite, Fixture::sqlite(), [$($c),*], [$($t),*]);
+        suite!(@backend postgres, Fixture::postgres().await, [$($c),*], [$($t),*]);
+    };
+    (@backend $backend:ident, $fixture:expr, [$($c:ident),*], [$($t:ident),*]) => {
+        mod $backend {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $c() {
+                    let fx = $fixture;
+                    let outcome = AssertUnwindSafe(async {
+                        let cat = fx.open().await;
+                        super::$c(&*cat).await;
+                        cat.close().await;
+                    })
+                    .catch_unwind()
+                    .await;
+                    finish(fx, outcome).await;
+                }
+            )*
+            $(
+                #[tokio::test]
+                async fn $t() {
+                    let fx = $fixture;
+                    let outcome = AssertUnwindSafe(super::$t(&fx.target)).catch_unwind().await;
+                    finish(fx, outcome).await;
+                }
+            )*
+        }
+    };
+}
+
+suite! {
+    catalog: [
+        round_trip_every_field,
+        record_snapshot_upserts_by_repository_and_id,
+        snapshots_newest_first,
+        snapshots_filter_and_limit,
+        prefix_lookup,
+        replace_repository_snapshots_replaces_only_that_repository,
+        replace_repository_snapshots_is_atomic,
+        runs_recorded_and_filtered,
+        run_update_by_id,
+        large_values_survive,
+        out_of_range_values_are_refused,
+    ],
+    target: [
+        reopen_keeps_data_and_migrates_idempotently,
+        concurrent_first_open,
+    ],
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn ts(second: i64, nanosecond: i32) -> Timestamp {
+    Timestamp::new(second, nanosecond).expect("valid timestamp")
+}
+
+/// A snapshot with every field set and distinct, finished at `t0 + finished` seconds.
+fn snap(repository: &str, id: &str, source: &str, finished: i64) -> SnapshotRecord {
+    const T0: i64 = 1_795_000_000; // 2026-11-18
+    SnapshotRecord {
+        id: id.to_owned(),
+        source: source.to_owned(),
+        repository: repository.to_owned(),
+        engine: "postgres".to_owned(),
+        started_at: ts(T0 + finished - 60, 123_456_789),
+        finished_at: ts(T0 + finished, 987_654_321),
+        bytes_read: 1_000 + finished as u64,
+        bytes_stored: 500,
+        chunks: 7,
+        new_chunks: 3,
+        stream_sha256: format!("{:0>64}", id),
+        consistent_point: Some("0/16B3748".to_owned()),
+        server_version: Some("15.20".to_owned()),
+        tool_version: Some("pg_dump 15.20".to_owned()),
+        tables: 12,
+        rows: 34_567,
+    }
+}
+
+fn ids(records: &[SnapshotRecord]) -> Vec<String> {
+    records.iter().map(|s| s.id.clone()).collect()
+}
+
+fn all() -> SnapshotFilter {
+    SnapshotFilter::default()
+}
+
+async fn in_repository(cat: &dyn Catalog, repository: &str) -> Vec<SnapshotRecord> {
+    cat.snapshots(&SnapshotFilter {
+        repository: Some(repository.to_owned()),
+        ..all()
+    })
+    .await
+    .expect("list snapshots")
+}
+
+fn run(kind: RunKind, source: &str, finished: i64, status: RunStatus) -> RunRecord {
+    RunRecord {
+        id: None,
+        kind,
+        source: Some(source.to_owned()),
+        repository: Some("offsite".to_owned()),
+        snapshot_id: Some(format!("snap-{finished}")),
+        started_at: ts(1_795_000_000 + finished - 5, 1),
+        finished_at: ts(1_795_000_000 + finished, 999_999_999),
+        status,
+        detail: Some(format!("{kind} of {source}: {status}")),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The suite
+
+async fn round_trip_every_field(cat: &dyn Catalog) {
+    let full = snap("offsite", "0123456789abcdef", "orders", 10);
+    let mut sparse = snap("offsite", "fedcba9876543210", "orders", 20);
+    sparse.consistent_point = None;
+    sparse.server_version = None;
+    sparse.tool_version = None;
+    sparse.bytes_stored = 0;
+    sparse.new_chunks = 0;
+    for s in [&full, &sparse] {
+        cat.record_snapshot(s).await.expect("record");
+        let back = cat.snapshot(&s.id).await.expect("lookup");
+        // Whole-struct equality: every field, timestamps to the nanosecond.
+        assert_eq!(back.as_ref(), Some(s));
+    }
+    assert_eq!(cat.snapshots(&all()).await.unwrap(), vec![sparse, full]);
+}
+
+async fn record_snapshot_upserts_by_repository_and_id(cat: &dyn Catalog) {
+    let first = snap("offsite", "aaaa0001", "orders", 10);
+    cat.record_snapshot(&first).await.unwrap();
+    let mut changed = first.clone();
+    changed.bytes_stored = 42;
+    changed.tool_version = None;
+    changed.finished_at = ts(1_800_000_000, 5);
+    cat.record_snapshot(&changed).await.unwrap();
+    assert_eq!(cat.snapshots(&all()).await.unwrap(), vec![changed.clone()]);
+
+    // Same id in another repository (a copy) is another record, not a replacement.
+    let copy = snap("cold", "aaaa0001", "orders", 10);
+    cat.record_snapshot(&copy).await.unwrap();
+    assert_eq!(in_repository(cat, "offsite").await, vec![changed]);
+    assert_eq!(in_repository(cat, "cold").await, vec![copy]);
+}
+
+async fn snapshots_newest_first(cat: &dyn Catalog) {
+    // Recorded out of order; "c" and "d" finish at the same instant, so id breaks the tie.
+    for (id, finished) in [("b", 20), ("a", 10), ("d", 30), ("e", 40), ("c", 30)] {
+        let s = snap("offsite", &format!("snap-{id}"), "orders", finished);
+        cat.record_snapshot(&s).await.unwrap();
+    }
+    let got = ids(&cat.snapshots(&all()).await.unwrap());
+    assert_eq!(got, ["snap-e", "snap-d", "snap-c", "snap-b", "snap-a"]);
+
+    // Nanoseconds count: one nanosecond later is newer.
+    let mut later = snap("offsite", "snap-0", "orders", 40);
+    later.finished_at = ts(1_795_000_040, 987_654_322);
+    cat.record_snapshot(&later).await.unwrap();
+    assert_eq!(ids(&cat.snapshots(&all()).await.unwrap())[0], "snap-0");
+}
+
+async fn snapshots_filter_and_limit(cat: &dyn Catalog) {
+    for (repo, id, source, finished) in [
+        ("offsite", "o1", "orders", 10),
+        ("offsite", "o2", "orders", 20),
+        ("offsite", "o3", "orders", 30),
+        ("offsite", "u1", "users", 15),
+        ("cold", "o2", "orders", 20),
+        ("cold", "u2", "users", 25),
+    ] {
+        cat.record_snapshot(&snap(repo, id, source, finished))
+            .await
+            .unwrap();
+    }
+    let list = |source: Option<&str>, repository: Option<&str>, limit: Option<u32>| {
+        let filter = SnapshotFilter {
+            source: source.map(str::to_owned),
+            repository: repository.map(str::to_owned),
+            limit,
+        };
+        async move {
+            let got = cat.snapshots(&filter).await.expect("list");
+            got.iter()
+                .map(|s| format!("{}/{}", s.repository, s.id))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(Some("orders"), None, None).await,
+        ["offsite/o3", "offsite/o2", "cold/o2", "offsite/o1"]
+    );
+    assert_eq!(
+        list(Some("users"), None, None).await,
+        ["cold/u2", "offsite/u1"]
+    );
+    assert_eq!(
+        list(Some("orders"), None, Some(2)).await,
+        ["offsite/o3", "offsite/o2"]
+    );
+    assert_eq!(list(None, Some("cold"), None).await, ["cold/u2", "cold/o2"]);
+    assert_eq!(
+        list(Some("orders"), Some("offsite"), Some(10)).await,
+        ["offsite/o3", "offsite/o2", "offsite/o1"]
+    );
+    assert_eq!(
+        list(None, None, Some(3)).await,
+        ["offsite/o3", "cold/u2", "offsite/o2"]
+    );
+    assert!(list(None, None, Some(0)).await.is_empty());
+    assert!(list(Some("nope"), None, None).await.is_empty());
+    assert_eq!(list(None, None, None).await.len(), 6);
+}
+
+async fn prefix_lookup(cat: &dyn Catalog) {
+    for (repo, id) in [
+        ("offsite", "abcd1234"),
+        ("offsite", "abcd5678"),
+        ("offsite", "abce0000"),
+        ("offsite", "f00d"),
+        ("offsite", "f00d99"),
+        ("offsite", "xyz"),
+        // The same snapshot copied to two repositories: one id, not ambiguous.
+        ("zz-copy", "cafe0001"),
+        ("aa-copy", "cafe0001"),
+    ] {
+        cat.record_snapshot(&snap(repo, id, "orders", 1))
+            .await
+            .unwrap();
+    }
+    let found = |q: &'static str| async move {
+        cat.snapshot(q)
+            .await
+            .unwrap_or_else(|e| panic!("lookup {q}: {e}"))
+            .map(|s| format!("{}/{}", s.repository, s.id))
+    };
+    assert_eq!(found("abcd1234").await.as_deref(), Some("offsite/abcd1234"));
+    assert_eq!(found("abce").await.as_deref(), Some("offsite/abce0000"));
+    assert_eq!(found("abcd5").await.as_deref(), Some("offsite/abcd5678"));
+    // An exact id wins over the longer ids it prefixes, even when short.
+    assert_eq!(found("f00d").await.as_deref(), Some("offsite/f00d"));
+    assert_eq!(found("f00d9").await.as_deref(), Some("offsite/f00d99"));
+    assert_eq!(found("xyz").await.as_deref(), Some("offsite/xyz"));
+    // Copies: the first repository by name.
+    assert_eq!(found("cafe").await.as_deref(), Some("aa-copy/cafe0001"));
+    assert_eq!(found("cafe0001").await.as_deref(), Some("aa-copy/cafe0001"));
+    // No match, case-sensitive, and no LIKE wildcards.
+    assert_eq!(found("0000").await, None);
+    assert_eq!(found("ABCD1234").await, None);
+    assert_eq!(found("abc%").await, None);
+    assert_eq!(found("ab_d").await, None);
+    assert_eq!(found("abcd12345").await, None);
+
+    match cat.snapshot("abcd").await {
+        Err(CatalogError::AmbiguousPrefix { prefix, candidates }) => {
+            assert_eq!(prefix, "abcd");
+            assert_eq!(candidates, ["abcd1234", "abcd5678"]);
+        }
+        other => panic!("expected an ambiguous prefix, got {other:?}"),
+    }
+    let msg = cat.snapshot("abcd").await.unwrap_err().to_string();
+    assert!(
+        msg.contains("abcd1234") && msg.contains("abcd5678") && msg.contains("fix:"),
+        "{msg}"
+    );
+    for short in ["abc", "f0", ""] {
+        match cat.snapshot(short).await {
+            Err(CatalogError::PrefixTooShort { prefix, .. }) => assert_eq!(prefix, short),
+            other => panic!("expected too short for {short:?}, got {other:?}"),
+        }
+    }
+
+    // Many candidates: the error lists a bounded number and says there are more.
+    for i in 0..15 {
+        let s = snap("offsite", &format!("beef{i:04}"), "orders", 1);
+        cat.record_snapshot(&s).await.unwrap();
+    }
+    match cat.snapshot("beef").await {
+        Err(e @ CatalogError::AmbiguousPrefix { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("beef0000") && msg.contains("and more"),
+                "{msg}"
+            );
+            assert!(!msg.contains("beef0014"), "{msg}");
+        }
+        other => panic!("expected an ambiguous prefix, got {other:?}"),
+    }
+}
+
+async fn replace_repository_snapshots_replaces_only_that_repository(cat: &dyn Catalog) {
+    let a1 = snap("a", "a1", "orders", 10);
+    let a2 = snap("a", "a2", "orders", 20);
+    let b1 = snap("b", "a1", "orders", 10); // same id in another repository
+    let b2 = snap("b", "b2", "users", 30);
+    for s in [&a1, &a2, &b1, &b2] {
+        cat.record_snapshot(s).await.unwrap();
+    }
+    let mut a2_changed = a2.clone();
+    a2_changed.bytes_read = 777;
+    let a3 = snap("a", "a3", "users", 40);
+    cat.replace_repository_snapshots("a", &[a2_changed.clone(), a3.clone()])
+        .await
+        .expect("replace");
+    assert_eq!(in_repository(cat, "a").await, vec![a3, a2_changed]);
+    assert_eq!(in_repository(cat, "b").await, vec![b2.clone(), b1.clone()]);
+
+    cat.replace_repository_snapshots("a", &[]).await.unwrap();
+    assert!(in_repository(cat, "a").await.is_empty());
+    assert_eq!(in_repository(cat, "b").await, vec![b2, b1]);
+
+    // Rebuilding a repository the catalog has never seen simply adds it.
+    let c1 = snap("c", "c1", "orders", 50);
+    cat.replace_repository_snapshots("c", std::slice::from_ref(&c1))
+        .await
+        .unwrap();
+    assert_eq!(in_repository(cat, "c").await, vec![c1]);
+}
+
+async fn replace_repository_snapshots_is_atomic(cat: &dyn Catalog) {
+    let a1 = snap("a", "a1", "orders", 10);
+    let a2 = snap("a", "a2", "orders", 20);
+    let b1 = snap("b", "b1", "orders", 30);
+    for s in [&a1, &a2, &b1] {
+        cat.record_snapshot(s).await.unwrap();
+    }
+    let before = cat.snapshots(&all()).await.unwrap();
+    let x1 = snap("a", "x1", "orders", 40);
+    let x2 = snap("a", "x2", "orders", 50);
+
+    // Fails inside the transaction, after the delete and two inserts: the duplicate id.
+    let err = cat
+        .replace_repository_snapshots("a", &[x1.clone(), x2.clone(), x1.clone()])
+        .await
+        .expect_err("duplicate ids must fail");
+    assert!(
+        matches!(&err, CatalogError::DuplicateSnapshot { id, repository } if id == "x1" && repository == "a"),
+        "{err:?}"
+    );
+    assert_eq!(cat.snapshots(&all()).await.unwrap(), before);
+
+    // Refused before the transaction: a record of another repository, a value out of range.
+    let err = cat
+        .replace_repository_snapshots("a", &[x1.clone(), snap("b", "x3", "orders", 60)])
+        .await
+        .expect_err("foreign record must fail");
+    assert!(
+        matches!(err, CatalogError::RepositoryMismatch { .. }),
+        "{err:?}"
+    );
+    let mut huge = x2.clone();
+    huge.rows = u64::MAX;
+    let err = cat
+        .replace_repository_snapshots("a", &[x1.clone(), huge])
+        .await
+        .expect_err("out of range must fail");
+    assert!(
+        matches!(err, CatalogError::OutOfRange { field: "rows", .. }),
+        "{err:?}"
+    );
+    assert_eq!(cat.snapshots(&all()).await.unwrap(), before);
+
+    // And the catalog is still writable afterwards (no lock or transaction left behind).
+    cat.replace_repository_snapshots("a", &[x1.clone()])
+        .await
+        .unwrap();
+    assert_eq!(in_repository(cat, "a").await, vec![x1]);
+}
+
+async fn runs_recorded_and_filtered(cat: &dyn Catalog) {
+    let specs = [
+        (RunKind::Backup, "orders", 10, RunStatus::Ok),
+        (RunKind::Backup, "users", 20, RunStatus::Failed),
+        (RunKind::Verify, "orders", 30, RunStatus::Ok),
+        (RunKind::Restore, "orders", 40, RunStatus::Failed),
+        (RunKind::Backup, "orders", 50, RunStatus::Ok),
+    ];
+    let mut recorded = Vec::new();
+    for (kind, source, finished, status) in specs {
+        let mut r = run(kind, source, finished, status);
+        let id = cat.record_run(&r).await.expect("record run");
+        r.id = Some(id);
+        recorded.push(r);
+    }
+    let mut assigned: Vec<i64> = recorded.iter().map(|r| r.id.unwrap()).collect();
+    assigned.dedup();
+    assert_eq!(assigned.len(), 5, "ids must be distinct: {assigned:?}");
+    assert!(assigned.windows(2).all(|w| w[0] < w[1]), "{assigned:?}");
+
+    // A run with no source, repository, snapshot or detail (e.g. failed before it knew them).
+    let mut bare = RunRecord {
+        id: None,
+        kind: RunKind::Verify,
+        source: None,
+        repository: None,
+        snapshot_id: None,
+        started_at: ts(1_795_000_001, 0),
+        finished_at: ts(1_795_000_002, 0),
+        status: RunStatus::Failed,
+        detail: None,
+    };
+    bare.id = Some(cat.record_run(&bare).await.unwrap());
+
+    let list = |kind: Option<RunKind>, source: Option<&str>, limit: Option<u32>| {
+        let filter = RunFilter {
+            kind,
+            source: source.map(str::to_owned),
+            limit,
+        };
+        async move { cat.runs(&filter).await.expect("list runs") }
+    };
+    let newest_first: Vec<RunRecord> = recorded.iter().rev().cloned().chain([bare]).collect();
+    // Whole records, newest first: the round trip of every field.
+    assert_eq!(list(None, None, None).await, newest_first);
+    assert_eq!(list(None, None, Some(2)).await, newest_first[..2]);
+    let backups = list(Some(RunKind::Backup), None, None).await;
+    assert_eq!(
+        backups,
+        [
+            recorded[4].clone(),
+            recorded[1].clone(),
+            recorded[0].clone()
+        ]
+    );
+    let orders = list(None, Some("orders"), None).await;
+    assert_eq!(orders.len(), 4);
+    assert!(orders.iter().all(|r| r.source.as_deref() == Some("orders")));
+    let order_backups = list(Some(RunKind::Backup), Some("orders"), Some(1)).await;
+    assert_eq!(order_backups, [recorded[4].clone()]);
+    assert!(
+        list(Some(RunKind::Restore), Some("users"), None)
+            .await
+            .is_empty()
+    );
+}
+
+async fn run_update_by_id(cat: &dyn Catalog) {
+    let first = run(RunKind::Backup, "orders", 10, RunStatus::Failed);
+    let id = cat.record_run(&first).await.unwrap();
+    let other = cat
+        .record_run(&run(RunKind::Verify, "orders", 5, RunStatus::Ok))
+        .await
+        .unwrap();
+    let mut fixed = first.clone();
+    fixed.id = Some(id);
+    fixed.status = RunStatus::Ok;
+    fixed.detail = Some("retried".to_owned());
+    assert_eq!(cat.record_run(&fixed).await.unwrap(), id);
+    let runs = cat.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 2, "an update must not insert");
+    assert_eq!(runs[0], fixed);
+    assert_eq!(runs[1].id, Some(other));
+
+    let mut missing = fixed.clone();
+    missing.id = Some(id + other + 1000);
+    match cat.record_run(&missing).await {
+        Err(CatalogError::RunNotFound { id: n }) => assert_eq!(n, id + other + 1000),
+        other => panic!("expected RunNotFound, got {other:?}"),
+    }
+    assert_eq!(cat.runs(&RunFilter::default()).await.unwrap().len(), 2);
+}
+
+async fn large_values_survive(cat: &dyn Catalog) {
+    let mut s = snap("offsite", "big00001", "orders", 10);
+    s.bytes_read = 5_000_000_000; // above u32 and i32
+    s.bytes_stored = i64::MAX as u64; // the largest storable
+    s.chunks = u64::from(u32::MAX) + 1;
+    s.new_chunks = 3_000_000_000;
+    s.tables = 1 << 40;
+    s.rows = 9_000_000_000_000_000_000;
+    // Both ends of the storable time range, to the nanosecond.
+    s.started_at = Timestamp::from_nanosecond(i128::from(i64::MIN)).unwrap();
+    s.finished_at = Timestamp::from_nanosecond(i128::from(i64::MAX)).unwrap();
+    cat.record_snapshot(&s).await.unwrap();
+    assert_eq!(cat.snapshot("big00001").await.unwrap(), Some(s.clone()));
+    assert_eq!(cat.snapshots(&all()).await.unwrap(), vec![s]);
+}
+
+async fn out_of_range_values_are_refused(cat: &dyn Catalog) {
+    let mut s = snap("offsite", "huge0001", "orders", 10);
+    s.bytes_read = i64::MAX as u64 + 1;
+    let err = cat
+        .record_snapshot(&s)
+        .await
+        .expect_err("u64 above i64::MAX");
+    assert!(
+        matches!(
+            err,
+            CatalogError::OutOfRange {
+                field: "bytes_read",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("fix:"), "{err}");
+
+    let mut s = snap("offsite", "late0001", "orders", 10);
+    s.finished_at = "2300-01-01T00:00:00Z".parse().unwrap();
+    let err = cat.record_snapshot(&s).await.expect_err("beyond 2262");
+    assert!(
+        matches!(
+            err,
+            CatalogError::OutOfRange {
+                field: "finished_at",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let mut r = run(RunKind::Backup, "orders", 1, RunStatus::Ok);
+    r.started_at = "1600-01-01T00:00:00Z".parse().unwrap();
+    assert!(matches!(
+        cat.record_run(&r).await,
+        Err(CatalogError::OutOfRange {
+            field: "started_at",
+            ..
+        })
+    ));
+
+    let mut s = snap("offsite", "", "orders", 10);
+    assert!(matches!(
+        cat.record_snapshot(&s).await,
+        Err(CatalogError::InvalidRecord { .. })
+    ));
+    s.id = "ok000001".to_owned();
+    s.repository = String::new();
+    assert!(matches!(
+        cat.record_snapshot(&s).await,
+        Err(CatalogError::InvalidRecord { .. })
+    ));
+
+    assert!(cat.snapshots(&all()).await.unwrap().is_empty());
+    assert!(cat.runs(&RunFilter::default()).await.unwrap().is_empty());
+}
+
+async fn reopen_keeps_data_and_migrates_idempotently(target: &CatalogTarget) {
+    let s = snap("offsite", "keep0001", "orders", 10);
+    let mut r = run(RunKind::Backup, "orders", 10, RunStatus::Ok);
+    {
+        let cat = catalog::open(target).await.expect("first open");
+        cat.record_snapshot(&s).await.unwrap();
+        r.id = Some(cat.record_run(&r).await.unwrap());
+        cat.close().await;
+    }
+    // Re-opening runs the migrations again: they must be a no-op and keep everything.
+    for _ in 0..2 {
+        let cat = catalog::open(target).await.expect("re-open");
+        assert_eq!(cat.snapshots(&all()).await.unwrap(), vec![s.clone()]);
+        assert_eq!(
+            cat.runs(&RunFilter::default()).await.unwrap(),
+            vec![r.clone()]
+        );
+        cat.close().await;
+    }
+    // New runs keep getting new ids after a re-open.
+    let cat = catalog::open(target).await.unwrap();
+    let next = cat.record_run(&r.clone()).await.unwrap();
+    assert_ne!(Some(next), r.id);
+    cat.close().await;
+}
+
+async fn concurrent_first_open(target: &CatalogTarget) {
+    // Several processes (CLI and daemon, or several daemons) may create the catalog at once.
+    let opens = (0..4).map(|_| catalog::open(target));
+    let catalogs: Vec<Box<dyn Catalog>> = futures::future::join_all(opens)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("every concurrent open succeeds");
+    for (i, cat) in catalogs.iter().enumerate() {
+        let s = snap("offsite", &format!("conc{i:04}"), "orders", i as i64);
+        cat.record_snapshot(&s).await.unwrap();
+    }
+    assert_eq!(catalogs[0].snapshots(&all()).await.unwrap().len(), 4);
+    for cat in catalogs {
+        cat.close().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend-specific: what one backend does that the other has no equivalent for.
+
+#[tokio::test]
+async fn sqlite_creates_directories_and_uses_wal() {
+    let fx = Fixture::sqlite();
+    let CatalogTarget::Sqlite(path) = &fx.target else {
+        unreachable!()
+    };
+    assert!(!path.parent().unwrap().exists());
+    let cat = fx.open().await;
+    assert!(path.is_file());
+    cat.close().await;
+    // journal_mode=WAL is a property of the file: a fresh connection sees it.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode.to_lowercase(), "wal");
+}
+
+#[tokio::test]
+async fn sqlite_unopenable_path_says_where_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the file should be.
+    let target = CatalogTarget::Sqlite(dir.path().to_owned());
+    let err = catalog::open(&target).await.err().expect("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, CatalogError::OpenSqlite { .. }), "{err:?}");
+    assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+    assert!(msg.contains("fix:"), "{msg}");
+
+    // A file where the parent directory should be.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let target = CatalogTarget::Sqlite(blocker.join("catalog.db"));
+    let msg = catalog::open(&target)
+        .await
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        msg.contains("cannot create directory") && msg.contains("fix:"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_password_never_shown() {
+    const SECRET: &str = "Sup3r-Secret_pw";
+    // Unreachable server: nothing listens on port 1.
+    let target =
+        CatalogTarget::Postgres(format!("postgres://lifeboat:{SECRET}@127.0.0.1:1/catalog"));
+    for shown in [format!("{target}"), format!("{target:?}")] {
+        assert!(!shown.contains(SECRET) && shown.contains("***"), "{shown}");
+    }
+    let err = catalog::open(&target).await.err().expect("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, CatalogError::Unreachable { .. }), "{err:?}");
+    assert!(
+        !msg.contains(SECRET) && !format!("{err:?}").contains(SECRET),
+        "{msg}"
+    );
+    assert!(msg.contains("127.0.0.1:1") && msg.contains("fix:"), "{msg}");
+
+    // Reachable server, missing database: the server's own error, still without the password.
+    let mut url = url::Url::parse(&pg_admin_url()).unwrap();
+    url.set_password(Some(SECRET)).unwrap();
+    url.set_path("/lifeboat_cat_does_not_exist");
+    url.set_query(Some(&format!("password={SECRET}")));
+    let err = catalog::open(&CatalogTarget::Postgres(url.to_string()))
+        .await
+        .err()
+        .expect("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("lifeboat_cat_does_not_exist"), "{msg}");
+    assert!(
+        !msg.contains(SECRET) && !format!("{err:?}").contains(SECRET),
+        "{msg}"
+    );
+
+    // Not a PostgreSQL URL at all.
+    let err = catalog::open(&CatalogTarget::Postgres(format!("mysql://u:{SECRET}@h/db")))
+        .await
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, CatalogError::InvalidUrl { .. }), "{err:?}");
+    assert!(!err.to_string().contains(SECRET), "{err}");
+}
