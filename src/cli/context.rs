@@ -49,12 +49,7 @@ impl Context {
 
     pub fn repository_config(&self, name: &str) -> Result<&RepositoryConfig, CliError> {
         self.config.repositories.get(name).ok_or_else(|| {
-            let known: Vec<&str> = self
-                .config
-                .repositories
-                .keys()
-                .map(String::as_str)
-                .collect();
+            let known: Vec<&str> = self.config.repositories.keys().map(String::as_str).collect();
             CliError::usage(format!(
                 "unknown repository `{name}`; fix: use one of the repositories in {}: {}",
                 self.config.path.display(),
@@ -85,13 +80,17 @@ impl Context {
         let location = storage.url.to_string();
         let repo = Repository::open(storage.store.clone(), &location, name, keys.clone()).await?;
         if repo.is_encrypted() && keys.identity.is_none() {
-            let key_file = self
-                .key_dir()
-                .join(crate::repo::address_key_file_name(repo.id()));
+            let key_file = self.key_dir().join(crate::repo::address_key_file_name(repo.id()));
             if let Ok(text) = std::fs::read_to_string(&key_file) {
                 let mut key = [0u8; 32];
                 hex::decode_to_slice(text.trim(), &mut key).map_err(|_| {
-                    CliError::new(Exit::Usage, format!("{} is not a valid address key; fix: copy it again from the host that ran `lifeboat init`", key_file.display()))
+                    CliError::new(
+                        Exit::Usage,
+                        format!(
+                            "{} is not a valid address key; fix: copy it again from the host that ran `lifeboat init`",
+                            key_file.display()
+                        ),
+                    )
                 })?;
                 let keys = Keys {
                     address_key: Some(key),

@@ -37,10 +37,7 @@ fn step(out: &Output, text: &str) {
 
 pub async fn run(args: DemoArgs, out: &Output) -> Result<Exit, CliError> {
     let clock = Instant::now();
-    step(
-        out,
-        "starting a throwaway PostgreSQL cluster (Unix socket only)",
-    );
+    step(out, "starting a throwaway PostgreSQL cluster (Unix socket only)");
     let cluster = EphemeralPostgres::start(&EphemeralOptions::default()).await?;
     cluster.create_database("rental").await?;
     step(
@@ -57,24 +54,13 @@ pub async fn run(args: DemoArgs, out: &Output) -> Result<Exit, CliError> {
     let repo_dir = work.path().join("repository");
     let url = url::Url::from_directory_path(&repo_dir).expect("absolute path");
     let storage = Storage::open(&StorageOptions::new(url.clone()), true)?;
-    let repo = Repository::init(storage.store, url.as_str(), &[])
-        .await?
-        .repository;
-    step(
-        out,
-        &format!("created repository at {}", repo_dir.display()),
-    );
+    let repo = Repository::init(storage.store, url.as_str(), &[]).await?.repository;
+    step(out, &format!("created repository at {}", repo_dir.display()));
 
     let source = Postgres::new(endpoint(&cluster, "rental")?);
-    step(
-        out,
-        "backing up (pg_dump -Fc streamed through chunking, SHA-256, zstd)",
-    );
+    step(out, "backing up (pg_dump -Fc streamed through chunking, SHA-256, zstd)");
     let first = backup(&source, &repo, out).await?;
-    step(
-        out,
-        "backing up again: unchanged data should store almost nothing",
-    );
+    step(out, "backing up again: unchanged data should store almost nothing");
     let second = backup(&source, &repo, out).await?;
 
     step(out, "verifying every chunk (--read-data)");
@@ -82,10 +68,7 @@ pub async fn run(args: DemoArgs, out: &Output) -> Result<Exit, CliError> {
     if !report.is_clean() {
         return Err(CliError::new(
             Exit::Damage,
-            format!(
-                "verify found {} problems in a fresh repository",
-                report.problems.len()
-            ),
+            format!("verify found {} problems in a fresh repository", report.problems.len()),
         ));
     }
 
@@ -109,18 +92,14 @@ pub async fn run(args: DemoArgs, out: &Output) -> Result<Exit, CliError> {
     .await?;
     meter.finish();
 
-    step(
-        out,
-        "comparing the restored data with the original, table by table",
-    );
+    step(out, "comparing the restored data with the original, table by table");
     let original = source.content_checksums().await?;
     let copy = target.content_checksums().await?;
     let equal = original == copy && !original.is_empty();
 
     let kept: Option<PathBuf> = if args.keep { Some(work.keep()) } else { None };
     cluster.stop().await?;
-    let new_pct =
-        100.0 * second.manifest.stream.new_bytes as f64 / second.manifest.stream.size.max(1) as f64;
+    let new_pct = 100.0 * second.manifest.stream.new_bytes as f64 / second.manifest.stream.size.max(1) as f64;
     if out.json {
         out.json(&json!({
             "equal": equal,
@@ -167,8 +146,8 @@ pub async fn run(args: DemoArgs, out: &Output) -> Result<Exit, CliError> {
 }
 
 fn endpoint(cluster: &EphemeralPostgres, db: &str) -> Result<Endpoint, CliError> {
-    let dsn = url::Url::parse(&cluster.dsn(db))
-        .map_err(|e| CliError::new(Exit::Failed, format!("scratch DSN: {e}")))?;
+    let dsn =
+        url::Url::parse(&cluster.dsn(db)).map_err(|e| CliError::new(Exit::Failed, format!("scratch DSN: {e}")))?;
     Ok(Endpoint {
         dsn,
         password: None,
@@ -176,20 +155,9 @@ fn endpoint(cluster: &EphemeralPostgres, db: &str) -> Result<Endpoint, CliError>
     })
 }
 
-async fn backup(
-    source: &Postgres,
-    repo: &Repository,
-    out: &Output,
-) -> Result<ops::BackupReport, CliError> {
+async fn backup(source: &Postgres, repo: &Repository, out: &Output) -> Result<ops::BackupReport, CliError> {
     let meter = Arc::new(Meter::new(out.progress, "backup", None));
-    let r = ops::backup(
-        "rental",
-        source,
-        repo,
-        &WriteOptions::default(),
-        meter.clone(),
-    )
-    .await;
+    let r = ops::backup("rental", source, repo, &WriteOptions::default(), meter.clone()).await;
     meter.finish();
     Ok(r?)
 }
@@ -199,8 +167,7 @@ async fn load_rental(cluster: &EphemeralPostgres, scale: u32) -> Result<(), CliE
         .suffix(".sql")
         .tempfile()
         .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
-    std::fs::write(file.path(), RENTAL_SQL)
-        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    std::fs::write(file.path(), RENTAL_SQL).map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     let status = tokio::process::Command::new(cluster.bin_dir().join("psql"))
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-v"])
         .arg(format!("scale={scale}"))

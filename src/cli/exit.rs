@@ -53,6 +53,7 @@ impl From<RepoError> for CliError {
             RepoError::Corrupt { .. } | RepoError::Missing { .. } => Exit::Damage,
             RepoError::AlreadyExists { .. } => Exit::Refused,
             RepoError::UnsupportedVersion { .. }
+            | RepoError::Ambiguous { .. }
             | RepoError::IdentityRequired { .. }
             | RepoError::AddressKeyRequired { .. } => Exit::Usage,
             _ => Exit::Failed,

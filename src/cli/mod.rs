@@ -84,9 +84,7 @@ again. The snapshot exists only once its manifest is written, after every chunk 
         from_repository: bool,
     },
     /// Check snapshots: every chunk present, or with --read-data every chunk re-read and re-hashed.
-    #[command(
-        after_help = "Examples:\n  lifeboat verify --all\n  lifeboat verify 20261124T101500Z-1a2b --read-data"
-    )]
+    #[command(after_help = "Examples:\n  lifeboat verify --all\n  lifeboat verify 20261124T101500Z-1a2b --read-data")]
     Verify {
         /// Snapshot id or unique prefix.
         snapshot: Option<String>,
@@ -143,10 +141,7 @@ enum CatalogAction {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -174,9 +169,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
             let ctx = context::Context::load(&cli.config)?;
             match command {
                 Command::Init { repository } => repo_cmds::init(&ctx, repository, &out).await,
-                Command::Backup { source, uploads } => {
-                    repo_cmds::backup(&ctx, &source, uploads, &out).await
-                }
+                Command::Backup { source, uploads } => repo_cmds::backup(&ctx, &source, uploads, &out).await,
                 Command::Snapshots {
                     source,
                     from_repository,
@@ -194,19 +187,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                     jobs,
                     no_owner,
                     work_dir,
-                } => {
-                    repo_cmds::restore(
-                        &ctx,
-                        &snapshot,
-                        into_dsn,
-                        password_env,
-                        jobs,
-                        no_owner,
-                        work_dir,
-                        &out,
-                    )
-                    .await
-                }
+                } => repo_cmds::restore(&ctx, &snapshot, into_dsn, password_env, jobs, no_owner, work_dir, &out).await,
                 Command::Catalog {
                     action: CatalogAction::Rebuild,
                 } => repo_cmds::catalog_rebuild(&ctx, &out).await,

@@ -33,12 +33,15 @@ impl Meter {
         if stderr_is_terminal() {
             let bar = match total {
                 Some(t) => ProgressBar::new(t).with_style(
-                    ProgressStyle::with_template("{msg:>10} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}")
-                        .expect("valid template")
-                        .progress_chars("=> "),
+                    ProgressStyle::with_template(
+                        "{msg:>10} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
                 ),
                 None => ProgressBar::new_spinner().with_style(
-                    ProgressStyle::with_template("{spinner} {msg:>10} {binary_bytes} {binary_bytes_per_sec} {elapsed}").expect("valid template"),
+                    ProgressStyle::with_template("{spinner} {msg:>10} {binary_bytes} {binary_bytes_per_sec} {elapsed}")
+                        .expect("valid template"),
                 ),
             };
             bar.set_message(label.to_string());

@@ -9,10 +9,7 @@ pub struct Output {
 
 impl Output {
     pub fn json<T: Serialize>(&self, value: &T) {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("serializable")
-        );
+        println!("{}", serde_json::to_string_pretty(value).expect("serializable"));
     }
 }
 

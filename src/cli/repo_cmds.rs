@@ -18,18 +18,11 @@ use crate::repo::{Manifest, Repository, WriteOptions};
 pub async fn init(ctx: &Context, name: Option<String>, out: &Output) -> Result<Exit, CliError> {
     let name = match name {
         Some(n) => n,
-        None if ctx.config.repositories.len() == 1 => {
-            ctx.config.repositories.keys().next().cloned().expect("one")
-        }
+        None if ctx.config.repositories.len() == 1 => ctx.config.repositories.keys().next().cloned().expect("one"),
         None => {
             return Err(CliError::usage(format!(
                 "which repository? fix: name one of: {}",
-                ctx.config
-                    .repositories
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                ctx.config.repositories.keys().cloned().collect::<Vec<_>>().join(", ")
             )));
         }
     };
@@ -94,12 +87,7 @@ struct BackupJson<'a> {
     duration_seconds: f64,
 }
 
-pub async fn backup(
-    ctx: &Context,
-    source_name: &str,
-    uploads: usize,
-    out: &Output,
-) -> Result<Exit, CliError> {
+pub async fn backup(ctx: &Context, source_name: &str, uploads: usize, out: &Output) -> Result<Exit, CliError> {
     let source = ctx.source(source_name)?;
     let engine = ctx.engine_for_source(source)?;
     let repo = ctx.repository(&source.repository).await?;
@@ -142,18 +130,13 @@ pub async fn backup(
     };
     let m = &report.manifest;
     if let Some(c) = &catalog {
-        if let Err(e) = c
-            .record_snapshot(&ops::snapshot_record(&source.repository, m))
-            .await
-        {
+        if let Err(e) = c.record_snapshot(&ops::snapshot_record(&source.repository, m)).await {
             eprintln!(
                 "warning: snapshot {} is committed to the repository but the catalog could not record it: {e}; fix: run `lifeboat catalog rebuild`",
                 m.id
             );
         }
-        let _ = c
-            .record_run(&run(RunStatus::Ok, Some(m.id.clone()), None))
-            .await;
+        let _ = c.record_run(&run(RunStatus::Ok, Some(m.id.clone()), None)).await;
     }
     if out.json {
         out.json(&BackupJson {
@@ -170,10 +153,7 @@ pub async fn backup(
             duration_seconds: report.duration.as_secs_f64(),
         });
     } else {
-        println!(
-            "snapshot {} of {source_name} committed to {}",
-            m.id, source.repository
-        );
+        println!("snapshot {} of {source_name} committed to {}", m.id, source.repository);
         println!(
             "  read {}, stored {} new ({} of {} chunks new), {} tables / {} rows, {}",
             render::bytes(m.stream.size),
@@ -279,11 +259,7 @@ pub async fn snapshots(
 }
 
 /// Finds a snapshot by id or prefix across the configured repositories.
-async fn locate(
-    ctx: &Context,
-    id: &str,
-    only: Option<&str>,
-) -> Result<(String, Repository, Manifest), CliError> {
+async fn locate(ctx: &Context, id: &str, only: Option<&str>) -> Result<(String, Repository, Manifest), CliError> {
     let mut found = Vec::new();
     for name in ctx.repository_names(only)? {
         let repo = ctx.repository(&name).await?;
@@ -355,8 +331,7 @@ pub async fn verify(
                     } else {
                         RunStatus::Failed
                     },
-                    detail: (!report.is_clean())
-                        .then(|| format!("{} problems", report.problems.len())),
+                    detail: (!report.is_clean()).then(|| format!("{} problems", report.problems.len())),
                 })
                 .await;
         }
@@ -511,11 +486,7 @@ pub async fn restore(
 /// Whether two DSNs name the same database on the same server (host, port and database name).
 fn same_database(a: &url::Url, b: &url::Url) -> bool {
     fn key(u: &url::Url) -> (String, u16, String) {
-        let q = |k: &str| {
-            u.query_pairs()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.to_string())
-        };
+        let q = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.to_string());
         let host = q("host")
             .or_else(|| u.host_str().map(str::to_owned))
             .unwrap_or_else(|| "localhost".into());
@@ -523,10 +494,7 @@ fn same_database(a: &url::Url, b: &url::Url) -> bool {
             "127.0.0.1" | "::1" | "[::1]" => "localhost".to_string(),
             _ => host,
         };
-        let port = q("port")
-            .and_then(|p| p.parse().ok())
-            .or(u.port())
-            .unwrap_or(5432);
+        let port = q("port").and_then(|p| p.parse().ok()).or(u.port()).unwrap_or(5432);
         let db = q("dbname").unwrap_or_else(|| u.path().trim_start_matches('/').to_string());
         (host, port, db)
     }

@@ -149,16 +149,10 @@ pub fn for_kind(kind: &str, endpoint: Endpoint) -> Result<Box<dyn Engine>, Engin
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot connect to {dsn}: {detail}; fix: {fix}")]
-    Connect {
-        dsn: String,
-        detail: String,
-        fix: String,
-    },
+    Connect { dsn: String, detail: String, fix: String },
     #[error("query on {dsn} failed: {detail}")]
     Query { dsn: String, detail: String },
-    #[error(
-        "cannot run {tool}: {detail}; fix: install the database's client tools or set `pg_bin_dir` for the source"
-    )]
+    #[error("cannot run {tool}: {detail}; fix: install the database's client tools or set `pg_bin_dir` for the source")]
     ToolMissing { tool: String, detail: String },
     #[error("{tool} failed (exit {status}): {stderr}")]
     ToolFailed {

@@ -3,9 +3,7 @@ use std::time::{Duration, Instant};
 
 use super::OpsError;
 use crate::engine::Engine;
-use crate::repo::{
-    MANIFEST_VERSION, Manifest, Progress, Repository, StreamInfo, WriteOptions, new_snapshot_id,
-};
+use crate::repo::{MANIFEST_VERSION, Manifest, Progress, Repository, StreamInfo, WriteOptions, new_snapshot_id};
 
 #[derive(Debug, Clone)]
 pub struct BackupReport {

@@ -26,8 +26,6 @@ pub enum OpsError {
         "restored data does not match the backup: {detail}; fix: do not use the target database; run `lifeboat verify --read-data {snapshot}` and restore another snapshot"
     )]
     Mismatch { snapshot: String, detail: String },
-    #[error(
-        "local I/O failed on {path}: {detail}; fix: check free space and permissions there, or pass --work-dir"
-    )]
+    #[error("local I/O failed on {path}: {detail}; fix: check free space and permissions there, or pass --work-dir")]
     Io { path: String, detail: String },
 }

@@ -32,10 +32,7 @@ pub async fn rebuild_catalog(
     catalog: &dyn Catalog,
 ) -> Result<(usize, Vec<RepoError>), OpsError> {
     let (manifests, damaged) = repo.manifests(None).await?;
-    let records: Vec<SnapshotRecord> = manifests
-        .iter()
-        .map(|m| snapshot_record(repository_name, m))
-        .collect();
+    let records: Vec<SnapshotRecord> = manifests.iter().map(|m| snapshot_record(repository_name, m)).collect();
     catalog
         .replace_repository_snapshots(repository_name, &records)
         .await

@@ -34,17 +34,12 @@ pub struct RestoreReport {
 /// With `jobs > 1` the whole stream is fetched and proven (every chunk and the stream's SHA-256) into a
 /// local file *before* the target is touched, then restored in parallel. With `jobs == 1` it streams
 /// into a single transaction, so a damaged chunk found midway rolls back to an empty database.
-pub async fn restore(
-    req: RestoreRequest<'_>,
-    progress: &dyn Progress,
-) -> Result<RestoreReport, OpsError> {
+pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result<RestoreReport, OpsError> {
     let clock = Instant::now();
     let m = req.manifest;
     let state = req.target.target_state().await?;
-    if let (Some(src), Some(dst)) = (
-        &m.facts.system_identifier,
-        &state.identity.system_identifier,
-    ) && src == dst
+    if let (Some(src), Some(dst)) = (&m.facts.system_identifier, &state.identity.system_identifier)
+        && src == dst
         && m.facts.database == state.identity.database
     {
         return Err(OpsError::Refused {
@@ -63,15 +58,11 @@ pub async fn restore(
                 state.existing_objects,
                 state.examples.join(", ")
             ),
-            fix: "restore into a new, empty database; overwriting data needs an approved request"
-                .into(),
+            fix: "restore into a new, empty database; overwriting data needs an approved request".into(),
         });
     }
 
-    let note = format!(
-        "lifeboat: INCOMPLETE restore of snapshot {} - do not use",
-        m.id
-    );
+    let note = format!("lifeboat: INCOMPLETE restore of snapshot {} - do not use", m.id);
     let fetch_clock = Instant::now();
     let (fetch_seconds, restore_clock) = if req.options.jobs > 1 {
         let dir = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);

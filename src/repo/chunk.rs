@@ -53,8 +53,7 @@ impl Addressing {
         match self {
             Addressing::Sha256 => ChunkId(Sha256::digest(data).into()),
             Addressing::Hmac(key) => {
-                let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
-                    .expect("HMAC takes any key length");
+                let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
                 mac.update(data);
                 ChunkId(mac.finalize().into_bytes().into())
             }
@@ -64,8 +63,7 @@ impl Addressing {
 
 /// Encodes a chunk for storage. CPU-bound: call it from a blocking thread.
 pub fn encode(data: &[u8], level: i32, recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>> {
-    let compressed =
-        zstd::bulk::compress(data, level).map_err(|e| RepoError::Task(format!("zstd: {e}")))?;
+    let compressed = zstd::bulk::compress(data, level).map_err(|e| RepoError::Task(format!("zstd: {e}")))?;
     let mut out = Vec::with_capacity(compressed.len() + 256);
     out.extend_from_slice(MAGIC);
     if recipients.is_empty() {
@@ -74,16 +72,16 @@ pub fn encode(data: &[u8], level: i32, recipients: &[age::x25519::Recipient]) ->
     } else {
         out.push(CODEC_ZSTD_AGE);
         let encryptor =
-            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-                .map_err(|e| RepoError::Encryption {
+            age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient)).map_err(|e| {
+                RepoError::Encryption {
                     detail: e.to_string(),
                     fix: "check the configured recipients".into(),
-                })?;
+                }
+            })?;
         let mut w = encryptor
             .wrap_output(&mut out)
             .map_err(|e| RepoError::Task(e.to_string()))?;
-        w.write_all(&compressed)
-            .map_err(|e| RepoError::Task(e.to_string()))?;
+        w.write_all(&compressed).map_err(|e| RepoError::Task(e.to_string()))?;
         w.finish().map_err(|e| RepoError::Task(e.to_string()))?;
     }
     Ok(out)
@@ -91,11 +89,7 @@ pub fn encode(data: &[u8], level: i32, recipients: &[age::x25519::Recipient]) ->
 
 /// Decodes an object of the chunk codec without checking its name (for small keyed objects whose
 /// integrity is checked another way).
-pub fn decode_unchecked(
-    object: &str,
-    stored: &[u8],
-    identity: Option<&age::x25519::Identity>,
-) -> Result<Vec<u8>> {
+pub fn decode_unchecked(object: &str, stored: &[u8], identity: Option<&age::x25519::Identity>) -> Result<Vec<u8>> {
     let compressed = open_payload(object, stored, identity)?;
     zstd::bulk::decompress(&compressed, 16 << 20).map_err(|e| RepoError::Corrupt {
         object: object.to_string(),
@@ -123,15 +117,13 @@ fn open_payload<'a>(
             let identity = identity.ok_or_else(|| RepoError::IdentityRequired {
                 what: "reading chunk data".into(),
             })?;
-            let decryptor =
-                age::Decryptor::new(payload).map_err(|e| corrupt(format!("age header: {e}")))?;
+            let decryptor = age::Decryptor::new(payload).map_err(|e| corrupt(format!("age header: {e}")))?;
             let mut reader = decryptor
                 .decrypt(std::iter::once(identity as &dyn age::Identity))
                 .map_err(|e| match e {
                     age::DecryptError::NoMatchingKeys => RepoError::Encryption {
                         detail: format!("the configured identity cannot decrypt {object}"),
-                        fix: "configure the identity that matches this repository's recipients"
-                            .into(),
+                        fix: "configure the identity that matches this repository's recipients".into(),
                     },
                     e => corrupt(format!("decryption: {e}")),
                 })?;
@@ -162,15 +154,11 @@ pub fn decode(
     let compressed_ref = open_payload(object, stored, identity)?;
     // The plain size is bounded by the chunker's maximum; refuse anything claiming more.
     let limit = expected_len.unwrap_or(16 << 20);
-    let data = zstd::bulk::decompress(&compressed_ref, limit)
-        .map_err(|e| corrupt(format!("zstd: {e}")))?;
+    let data = zstd::bulk::decompress(&compressed_ref, limit).map_err(|e| corrupt(format!("zstd: {e}")))?;
     if let Some(len) = expected_len
         && data.len() != len
     {
-        return Err(corrupt(format!(
-            "holds {} bytes, the manifest says {len}",
-            data.len()
-        )));
+        return Err(corrupt(format!("holds {} bytes, the manifest says {len}", data.len())));
     }
     let actual = addressing.id_of(&data);
     if &actual != expected {
@@ -209,10 +197,7 @@ mod tests {
             !enc.windows(11).any(|w| w == b"hello chunk"),
             "ciphertext must not hold the plaintext"
         );
-        assert_eq!(
-            decode("x", &enc, &id, None, &addr, Some(&ident)).unwrap(),
-            data
-        );
+        assert_eq!(decode("x", &enc, &id, None, &addr, Some(&ident)).unwrap(), data);
         let err = decode("x", &enc, &id, None, &addr, None).unwrap_err();
         assert!(matches!(err, RepoError::IdentityRequired { .. }));
     }
@@ -224,15 +209,7 @@ mod tests {
         let mut enc = encode(&data, 3, &[]).unwrap();
         let n = enc.len();
         enc[n / 2] ^= 0x01;
-        let err = decode(
-            "chunks/ab/abc",
-            &enc,
-            &id,
-            Some(data.len()),
-            &Addressing::Sha256,
-            None,
-        )
-        .unwrap_err();
+        let err = decode("chunks/ab/abc", &enc, &id, Some(data.len()), &Addressing::Sha256, None).unwrap_err();
         assert!(err.to_string().contains("chunks/ab/abc"), "{err}");
     }
 }

@@ -31,10 +31,10 @@ pub enum RepoError {
         "{object} is missing from the repository; fix: run `lifeboat verify --all` to list every affected snapshot, and restore from another snapshot or repository copy"
     )]
     Missing { object: String },
-    #[error(
-        "snapshot {id} already exists in the repository; fix: retry the backup (a new id is chosen each time)"
-    )]
+    #[error("snapshot {id} already exists in the repository; fix: retry the backup (a new id is chosen each time)")]
     SnapshotExists { id: String },
+    #[error("snapshot prefix `{prefix}` is ambiguous: it matches {candidates}; fix: give more of the snapshot id")]
+    Ambiguous { prefix: String, candidates: String },
     #[error(
         "storage error on {object}: {source}; fix: check that the repository is reachable and the credentials allow this operation"
     )]
@@ -66,9 +66,7 @@ pub type Result<T, E = RepoError> = std::result::Result<T, E>;
 impl RepoError {
     pub(crate) fn storage(object: impl Into<String>, source: object_store::Error) -> Self {
         match source {
-            object_store::Error::NotFound { .. } => RepoError::Missing {
-                object: object.into(),
-            },
+            object_store::Error::NotFound { .. } => RepoError::Missing { object: object.into() },
             source => RepoError::Storage {
                 object: object.into(),
                 source,

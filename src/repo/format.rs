@@ -88,11 +88,10 @@ impl RepoConfig {
     /// is checked before the rest so that a future format with new fields gets the version message.
     pub fn parse(bytes: &[u8], location: &str) -> super::Result<RepoConfig> {
         use super::RepoError;
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| RepoError::Corrupt {
-                object: format!("{location}/{CONFIG_OBJECT}"),
-                detail: e.to_string(),
-            })?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| RepoError::Corrupt {
+            object: format!("{location}/{CONFIG_OBJECT}"),
+            detail: e.to_string(),
+        })?;
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
             return Err(RepoError::Corrupt {
                 object: format!("{location}/{CONFIG_OBJECT}"),
@@ -112,11 +111,7 @@ impl RepoConfig {
             detail: e.to_string(),
         })?;
         let c = config.chunker;
-        if !(c.min_size >= 64 << 10
-            && c.min_size <= c.avg_size
-            && c.avg_size <= c.max_size
-            && c.max_size <= 16 << 20)
-        {
+        if !(c.min_size >= 64 << 10 && c.min_size <= c.avg_size && c.avg_size <= c.max_size && c.max_size <= 16 << 20) {
             return Err(RepoError::Corrupt {
                 object: format!("{location}/{CONFIG_OBJECT}"),
                 detail: "chunker sizes out of range".into(),

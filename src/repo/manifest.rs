@@ -136,13 +136,10 @@ impl Manifest {
             object: object.to_string(),
             detail,
         };
-        let env: Envelope = serde_json::from_slice(bytes)
-            .map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
         let actual = hex::encode(Sha256::digest(env.manifest.get().as_bytes()));
         if actual != env.sha256 {
-            return Err(corrupt(
-                "manifest checksum mismatch (altered or damaged)".into(),
-            ));
+            return Err(corrupt("manifest checksum mismatch (altered or damaged)".into()));
         }
         let version = serde_json::from_str::<serde_json::Value>(env.manifest.get())
             .ok()
@@ -152,8 +149,7 @@ impl Manifest {
                 "manifest version {version:?} is not {MANIFEST_VERSION}; a newer lifeboat may have written it"
             )));
         }
-        let m: Manifest =
-            serde_json::from_str(env.manifest.get()).map_err(|e| corrupt(e.to_string()))?;
+        let m: Manifest = serde_json::from_str(env.manifest.get()).map_err(|e| corrupt(e.to_string()))?;
         if object_path(&m.source, &m.id)
             != object
                 .rsplit_once("snapshots/")

@@ -21,16 +21,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path as StorePath,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path as StorePath};
 
 pub use chunk::{Addressing, ChunkId};
 pub use error::{RepoError, Result};
 pub use format::{CONFIG_OBJECT, ChunkerParams, FORMAT_VERSION, RepoConfig};
 pub use manifest::{
-    BackupFacts, ChunkRef, Fingerprint, MANIFEST_VERSION, Manifest, StreamInfo, TableRows,
-    new_snapshot_id,
+    BackupFacts, ChunkRef, Fingerprint, MANIFEST_VERSION, Manifest, StreamInfo, TableRows, new_snapshot_id,
 };
 pub use verify::{Problem, ProblemKind, VerifyReport};
 pub use writer::{StreamSummary, WriteOptions};
@@ -117,10 +114,7 @@ impl Repository {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match store
-            .put_opts(&config_path, PutPayload::from(bytes), opts)
-            .await
-        {
+        match store.put_opts(&config_path, PutPayload::from(bytes), opts).await {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
                 return Err(RepoError::AlreadyExists {
@@ -143,18 +137,10 @@ impl Repository {
     }
 
     /// Opens an existing repository, checking its format version.
-    pub async fn open(
-        store: Arc<dyn ObjectStore>,
-        location: &str,
-        name: &str,
-        keys: Keys,
-    ) -> Result<Repository> {
+    pub async fn open(store: Arc<dyn ObjectStore>, location: &str, name: &str, keys: Keys) -> Result<Repository> {
         let config_path = StorePath::from(CONFIG_OBJECT);
         let bytes = match store.get(&config_path).await {
-            Ok(r) => r
-                .bytes()
-                .await
-                .map_err(|e| RepoError::storage(CONFIG_OBJECT, e))?,
+            Ok(r) => r.bytes().await.map_err(|e| RepoError::storage(CONFIG_OBJECT, e))?,
             Err(object_store::Error::NotFound { source, .. }) => {
                 return Err(RepoError::NotFound {
                     location: location.into(),
@@ -186,12 +172,8 @@ impl Repository {
                     Some(key) if key_check(&key) == info.address_key_check => Addressing::Hmac(key),
                     Some(_) => {
                         return Err(RepoError::Encryption {
-                            detail: format!(
-                                "the address key given does not belong to repository {}",
-                                config.id
-                            ),
-                            fix: "use the key file `lifeboat init` wrote for this repository id"
-                                .into(),
+                            detail: format!("the address key given does not belong to repository {}", config.id),
+                            fix: "use the key file `lifeboat init` wrote for this repository id".into(),
                         });
                     }
                     // Listing and presence checks work without it; writing and reading chunks refuse.
@@ -274,20 +256,16 @@ impl Repository {
             .manifest_paths(None)
             .await?
             .into_iter()
-            .filter(|p| {
-                p.rsplit('/')
-                    .next()
-                    .is_some_and(|f| f.starts_with(id_or_prefix))
-            })
+            .filter(|p| p.rsplit('/').next().is_some_and(|f| f.starts_with(id_or_prefix)))
             .collect();
         match matches.as_slice() {
             [one] => self.load_manifest(one).await,
             [] => Err(RepoError::Missing {
                 object: format!("snapshot {id_or_prefix}"),
             }),
-            many => Err(RepoError::Corrupt {
-                object: format!("snapshot prefix {id_or_prefix}"),
-                detail: format!("ambiguous, matches {}", many.join(", ")),
+            many => Err(RepoError::Ambiguous {
+                prefix: id_or_prefix.to_string(),
+                candidates: many.join(", "),
             }),
         }
     }
@@ -331,10 +309,7 @@ fn key_check(key: &[u8; 32]) -> String {
     hex::encode(sha2::Sha256::digest(key))
 }
 
-fn unwrap_address_key(
-    info: &format::EncryptionInfo,
-    identity: &age::x25519::Identity,
-) -> Result<[u8; 32]> {
+fn unwrap_address_key(info: &format::EncryptionInfo, identity: &age::x25519::Identity) -> Result<[u8; 32]> {
     let wrapped = hex::decode(&info.address_key_wrapped).map_err(|e| RepoError::Corrupt {
         object: CONFIG_OBJECT.into(),
         detail: format!("address_key_wrapped: {e}"),

@@ -53,14 +53,14 @@ impl Repository {
         while let Some(data) = chunks.try_next().await? {
             hash.update(&data);
             size += data.len() as u64;
-            out.write_all(&data).await.map_err(|e| RepoError::Sink {
-                detail: e.to_string(),
-            })?;
+            out.write_all(&data)
+                .await
+                .map_err(|e| RepoError::Sink { detail: e.to_string() })?;
             progress.advance(data.len() as u64);
         }
-        out.flush().await.map_err(|e| RepoError::Sink {
-            detail: e.to_string(),
-        })?;
+        out.flush()
+            .await
+            .map_err(|e| RepoError::Sink { detail: e.to_string() })?;
         let sha = hex::encode(hash.finalize());
         if size != manifest.stream.size || sha != manifest.stream.sha256 {
             return Err(RepoError::Corrupt {

@@ -44,12 +44,7 @@ impl VerifyReport {
 
 impl Repository {
     /// Verifies one snapshot (by id or prefix) or, with `None`, every snapshot in the repository.
-    pub async fn verify(
-        &self,
-        only: Option<&str>,
-        read_data: bool,
-        progress: &dyn Progress,
-    ) -> Result<VerifyReport> {
+    pub async fn verify(&self, only: Option<&str>, read_data: bool, progress: &dyn Progress) -> Result<VerifyReport> {
         if read_data && self.is_encrypted() && self.keys.identity.is_none() {
             return Err(RepoError::IdentityRequired {
                 what: "verify --read-data".into(),
@@ -103,9 +98,7 @@ impl Repository {
         let mut needed: BTreeMap<ChunkId, (u32, Vec<String>)> = BTreeMap::new();
         for m in &manifests {
             for c in &m.stream.chunks {
-                let entry = needed
-                    .entry(c.chunk_id()?)
-                    .or_insert_with(|| (c.size, Vec::new()));
+                let entry = needed.entry(c.chunk_id()?).or_insert_with(|| (c.size, Vec::new()));
                 if entry.1.last() != Some(&m.id) {
                     entry.1.push(m.id.clone());
                 }
@@ -162,15 +155,8 @@ impl Repository {
                     let addressing = repo.addressing.clone();
                     let identity = repo.keys.identity.clone();
                     let outcome = tokio::task::spawn_blocking(move || {
-                        chunk::decode(
-                            &path,
-                            &stored,
-                            &id,
-                            Some(size as usize),
-                            &addressing,
-                            identity.as_ref(),
-                        )
-                        .map(|_| ())
+                        chunk::decode(&path, &stored, &id, Some(size as usize), &addressing, identity.as_ref())
+                            .map(|_| ())
                     })
                     .await
                     .map_err(|e| RepoError::Task(e.to_string()))?;

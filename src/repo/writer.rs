@@ -9,15 +9,19 @@ use std::io::Read;
 use std::sync::Arc;
 
 use fastcdc::v2020::StreamCDC;
-use object_store::{
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path as StorePath,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path as StorePath};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::chunk::{self, ChunkId};
 use super::{ChunkRef, Progress, RepoError, Repository, Result};
+
+/// The first bytes of a stream become a chunk of their own. Dump formats put what changes on every run
+/// (pg_dump's header carries the dump's start time) at the very start; cutting it off keeps that change
+/// out of the first content-defined chunk, which would otherwise be re-stored (1–4 MiB) by every backup.
+/// Content-defined cutting restarts after it, so the following boundaries match run to run.
+const HEAD_CHUNK: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
@@ -27,9 +31,7 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        WriteOptions {
-            uploads_in_flight: 4,
-        }
+        WriteOptions { uploads_in_flight: 4 }
     }
 }
 
@@ -58,27 +60,40 @@ impl Repository {
         let (tx, mut rx) = mpsc::channel::<(ChunkId, Vec<u8>)>(2);
 
         let reader = tokio::task::spawn_blocking(move || -> Result<(u64, String)> {
+            let mut source = source;
             let mut stream_hash = Sha256::new();
             let mut size = 0u64;
-            let cdc = StreamCDC::new(
-                source,
-                params.min_size as usize,
-                params.avg_size as usize,
-                params.max_size as usize,
-            );
-            for item in cdc {
-                let chunk = item.map_err(|e| RepoError::Source {
-                    bytes: size,
-                    detail: e.to_string(),
-                })?;
-                stream_hash.update(&chunk.data);
-                size += chunk.data.len() as u64;
-                let id = addressing.id_of(&chunk.data);
-                if tx.blocking_send((id, chunk.data)).is_err() {
-                    // The receiver stopped because an upload failed; its error is the one to report.
-                    break;
+            let mut emit = |data: Vec<u8>| -> bool {
+                stream_hash.update(&data);
+                size += data.len() as u64;
+                let id = addressing.id_of(&data);
+                // A closed channel means an upload failed; its error is the one to report.
+                tx.blocking_send((id, data)).is_ok()
+            };
+            let source_err = |e: &dyn std::fmt::Display| RepoError::Source {
+                bytes: 0,
+                detail: e.to_string(),
+            };
+            let mut head = Vec::with_capacity(HEAD_CHUNK);
+            (&mut source)
+                .take(HEAD_CHUNK as u64)
+                .read_to_end(&mut head)
+                .map_err(|e| source_err(&e))?;
+            let more = head.len() == HEAD_CHUNK;
+            if !head.is_empty() && emit(head) && more {
+                let (min, avg, max) = (
+                    params.min_size as usize,
+                    params.avg_size as usize,
+                    params.max_size as usize,
+                );
+                for item in StreamCDC::new(source, min, avg, max) {
+                    let chunk = item.map_err(|e| source_err(&e))?;
+                    if !emit(chunk.data) {
+                        break;
+                    }
                 }
             }
+            drop(emit);
             Ok((size, hex::encode(stream_hash.finalize())))
         });
 
@@ -103,11 +118,7 @@ impl Repository {
             if !seen.insert(id) {
                 continue;
             }
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore open");
+            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
             let store = self.store.clone();
             let recipients = self.keys.recipients.clone();
             let level = self.config.compression.level;
@@ -160,10 +171,7 @@ async fn upload_chunk(
         mode: PutMode::Create,
         ..Default::default()
     };
-    match store
-        .put_opts(&location, PutPayload::from(encoded), opts)
-        .await
-    {
+    match store.put_opts(&location, PutPayload::from(encoded), opts).await {
         Ok(_) => Ok(Some(len)),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
         Err(e) => Err(RepoError::storage(path, e)),

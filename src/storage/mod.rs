@@ -59,9 +59,7 @@ pub enum StorageError {
         "repository URL {url} uses unsupported scheme `{scheme}`; fix: use file:///absolute/path, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
     )]
     UnsupportedScheme { url: String, scheme: String },
-    #[error(
-        "repository URL {url} has no bucket or container name; fix: write it as SCHEME://BUCKET/prefix"
-    )]
+    #[error("repository URL {url} has no bucket or container name; fix: write it as SCHEME://BUCKET/prefix")]
     MissingBucket { url: String },
     #[error(
         "repository directory {path} cannot be used: {reason}; fix: create it (or run `lifeboat init`) and check its permissions"
@@ -100,19 +98,15 @@ impl Storage {
             url.host_str()
                 .filter(|h| !h.is_empty())
                 .map(str::to_owned)
-                .ok_or_else(|| StorageError::MissingBucket {
-                    url: url_text.clone(),
-                })
+                .ok_or_else(|| StorageError::MissingBucket { url: url_text.clone() })
         };
         let prefix = StorePath::from(url.path().trim_matches('/'));
         let (inner, kind): (Arc<dyn ObjectStore>, StorageKind) = match url.scheme() {
             "file" => {
-                let path = url
-                    .to_file_path()
-                    .map_err(|_| StorageError::LocalDirectory {
-                        path: url_text.clone(),
-                        reason: "not an absolute local path".into(),
-                    })?;
+                let path = url.to_file_path().map_err(|_| StorageError::LocalDirectory {
+                    path: url_text.clone(),
+                    reason: "not an absolute local path".into(),
+                })?;
                 if create_dir {
                     std::fs::create_dir_all(&path).map_err(|e| StorageError::LocalDirectory {
                         path: path.display().to_string(),
@@ -143,17 +137,12 @@ impl Storage {
                 if let Some(ep) = &opts.endpoint {
                     let ep_text = ep.as_str().trim_end_matches('/').to_string();
                     client = client.with_allow_http(ep.scheme() == "http");
-                    b = b
-                        .with_endpoint(ep_text)
-                        .with_virtual_hosted_style_request(false);
+                    b = b.with_endpoint(ep_text).with_virtual_hosted_style_request(false);
                 }
                 // Some S3 servers also want the algorithm announced as a header on every PUT. One
                 // ClientOptions carries every option: a second with_client_options would replace it.
                 let mut headers = http::HeaderMap::new();
-                headers.insert(
-                    "x-amz-sdk-checksum-algorithm",
-                    http::HeaderValue::from_static("SHA256"),
-                );
+                headers.insert("x-amz-sdk-checksum-algorithm", http::HeaderValue::from_static("SHA256"));
                 client = client.with_default_headers(headers);
                 b = b.with_client_options(client);
                 b = b.with_region(opts.region.clone().unwrap_or_else(|| "us-east-1".into()));
@@ -163,18 +152,12 @@ impl Storage {
                 if let Some(s) = &opts.secret_access_key {
                     b = b.with_secret_access_key(s.expose_secret());
                 }
-                (
-                    Arc::new(b.build().map_err(build_err)?),
-                    StorageKind::S3 { bucket },
-                )
+                (Arc::new(b.build().map_err(build_err)?), StorageKind::S3 { bucket })
             }
             "gs" => {
                 let bucket = host()?;
                 let b = GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket);
-                (
-                    Arc::new(b.build().map_err(build_err)?),
-                    StorageKind::Gcs { bucket },
-                )
+                (Arc::new(b.build().map_err(build_err)?), StorageKind::Gcs { bucket })
             }
             "az" | "azure" => {
                 let container = host()?;

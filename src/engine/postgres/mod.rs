@@ -15,8 +15,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::{
-    BackupHandle, DatabaseIdentity, Endpoint, Engine, EngineError, RestoreHandle, RestoreInput,
-    RestoreOptions, RunningBackup, RunningRestore, TargetState, redact,
+    BackupHandle, DatabaseIdentity, Endpoint, Engine, EngineError, RestoreHandle, RestoreInput, RestoreOptions,
+    RunningBackup, RunningRestore, TargetState, redact,
 };
 use crate::repo::{BackupFacts, Fingerprint, TableRows};
 
@@ -49,7 +49,8 @@ impl Postgres {
         let mut opts = PgConnectOptions::from_str(self.endpoint.dsn.as_str()).map_err(|e| EngineError::Connect {
             dsn: dsn.clone(),
             detail: e.to_string(),
-            fix: "write the DSN as postgres://USER@HOST:PORT/DATABASE (or postgresql:///DATABASE?host=/socket/dir)".into(),
+            fix: "write the DSN as postgres://USER@HOST:PORT/DATABASE (or postgresql:///DATABASE?host=/socket/dir)"
+                .into(),
         })?;
         if let Some(pw) = &self.endpoint.password {
             opts = opts.password(pw.expose_secret());
@@ -57,9 +58,7 @@ impl Postgres {
         opts = opts.application_name("lifeboat");
         PgConnection::connect_with(&opts).await.map_err(|e| {
             let detail = e.to_string();
-            let fix = if detail.contains("password authentication failed")
-                || detail.contains("no password")
-            {
+            let fix = if detail.contains("password authentication failed") || detail.contains("no password") {
                 "check the password the source's password_env / password_file provides"
             } else if detail.contains("does not exist") {
                 "check the database and user names in the DSN"
@@ -88,15 +87,14 @@ impl Postgres {
             .map_err(self.query_err())?;
         // pg_control_system() needs elevated rights on some servers; the identity is then unknown and
         // the source-refusal falls back to comparing DSNs.
-        let system_identifier: Option<String> = match sqlx::query_scalar::<_, String>(
-            "select system_identifier::text from pg_control_system()",
-        )
-        .fetch_one(&mut *conn)
-        .await
-        {
-            Ok(id) => Some(id),
-            Err(_) => None,
-        };
+        let system_identifier: Option<String> =
+            match sqlx::query_scalar::<_, String>("select system_identifier::text from pg_control_system()")
+                .fetch_one(&mut *conn)
+                .await
+            {
+                Ok(id) => Some(id),
+                Err(_) => None,
+            };
         Ok(DatabaseIdentity {
             server_version: row.get(0),
             system_identifier,
@@ -152,8 +150,7 @@ impl Postgres {
     }
 
     fn command(&self, tool: &str) -> std::process::Command {
-        let mut cmd =
-            std::process::Command::new(tools::path(self.endpoint.bin_dir.as_deref(), tool));
+        let mut cmd = std::process::Command::new(tools::path(self.endpoint.bin_dir.as_deref(), tool));
         // The password reaches the tool through its environment, never its command line (visible to
         // every user in `ps`).
         if let Some(pw) = &self.endpoint.password {
@@ -328,13 +325,12 @@ impl Engine for Postgres {
 
     async fn mark_incomplete(&self, note: &str) -> Result<(), EngineError> {
         let mut conn = self.connect().await?;
-        let sql: String = sqlx::query_scalar(
-            "select format('comment on database %I is %L', current_database(), $1::text)",
-        )
-        .bind(note)
-        .fetch_one(&mut conn)
-        .await
-        .map_err(self.query_err())?;
+        let sql: String =
+            sqlx::query_scalar("select format('comment on database %I is %L', current_database(), $1::text)")
+                .bind(note)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(self.query_err())?;
         sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut conn)
             .await

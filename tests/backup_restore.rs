@@ -1,0 +1,245 @@
+//! End to end through the binary: real PostgreSQL clusters, a real file repository.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use lifeboat::engine::Endpoint;
+use lifeboat::engine::postgres::Postgres;
+use lifeboat::scratch::{EphemeralOptions, EphemeralPostgres};
+use support::cli::{Workspace, all_output, load_rental};
+
+async fn cluster() -> EphemeralPostgres {
+    EphemeralPostgres::start(&EphemeralOptions::default())
+        .await
+        .expect("start scratch cluster")
+}
+
+fn engine(c: &EphemeralPostgres, db: &str) -> Postgres {
+    Postgres::new(Endpoint {
+        dsn: url::Url::parse(&c.dsn(db)).unwrap(),
+        password: None,
+        bin_dir: Some(c.bin_dir().to_path_buf()),
+    })
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    assert!(o.status.success(), "lifeboat failed: {}", all_output(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", all_output(o)))
+}
+
+/// A source cluster with the rental data, a workspace configured for it, the repository initialised.
+async fn setup(scale: u32) -> (EphemeralPostgres, Workspace) {
+    let source = cluster().await;
+    source.create_database("rental").await.unwrap();
+    load_rental(&source, "rental", scale).await;
+    let ws = Workspace::new();
+    ws.write_simple_config(&source.dsn("rental"), "");
+    let o = ws.run(&["init"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    (source, ws)
+}
+
+fn backup(ws: &Workspace) -> serde_json::Value {
+    json(&ws.run(&["--json", "-q", "backup", "rental"], &[]))
+}
+
+async fn user_relations(c: &EphemeralPostgres, db: &str) -> u64 {
+    c.psql(
+        db,
+        "select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public'",
+    )
+    .await
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rental_round_trip_into_a_fresh_cluster_is_equal_and_the_second_backup_dedups() {
+    let (source, ws) = setup(1).await;
+    let first = backup(&ws);
+    let id = first["snapshot"].as_str().unwrap().to_string();
+    assert_eq!(first["tables"], 4);
+    assert!(
+        first["bytes_stored"].as_u64().unwrap() < first["bytes_read"].as_u64().unwrap(),
+        "zstd must shrink the dump"
+    );
+
+    let second = backup(&ws);
+    let ratio = second["bytes_stored"].as_f64().unwrap() / second["bytes_read"].as_f64().unwrap();
+    assert!(ratio < 0.05, "unchanged data stored {:.1}% new bytes", ratio * 100.0);
+
+    let listed = json(&ws.run(&["--json", "snapshots", "--source", "rental"], &[]));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    let target = cluster().await;
+    target.create_database("restored").await.unwrap();
+    let o = ws.run(&["-q", "restore", &id[..9], "--into-dsn", &target.dsn("restored")], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a prefix of both snapshots is ambiguous: {}",
+        all_output(&o)
+    );
+    assert!(all_output(&o).contains("ambiguous"), "{}", all_output(&o));
+    let o = ws.run(&["-q", "restore", &id, "--into-dsn", &target.dsn("restored")], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+
+    let want = engine(&source, "rental").content_checksums().await.unwrap();
+    let got = engine(&target, "restored").content_checksums().await.unwrap();
+    assert_eq!(want.len(), 4);
+    assert_eq!(want, got, "every table's content must be equal");
+    for (table, _) in &want {
+        let q = format!("select count(*) from {table}");
+        assert_eq!(
+            source.psql("rental", &q).await.unwrap(),
+            target.psql("restored", &q).await.unwrap(),
+            "{table}"
+        );
+    }
+}
+
+/// Finds the chunk files of the repository, largest first.
+fn chunk_files(ws: &Workspace) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = ws
+        .repo_listing()
+        .into_iter()
+        .filter(|p| p.starts_with("chunks/"))
+        .map(|p| ws.repo_dir().join(p))
+        .collect();
+    files.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    files
+}
+
+/// Restoring a damaged snapshot fails with exit 4, names the object, and leaves the target empty,
+/// in both restore modes.
+async fn assert_restore_refuses_damage(ws: &Workspace, id: &str, object_hint: &str) {
+    let target = cluster().await;
+    for (db, jobs) in [("par", "2"), ("single", "1")] {
+        target.create_database(db).await.unwrap();
+        let o = ws.run(
+            &["-q", "restore", id, "--into-dsn", &target.dsn(db), "--jobs", jobs],
+            &[],
+        );
+        assert_eq!(o.status.code(), Some(4), "jobs {jobs}: {}", all_output(&o));
+        assert!(
+            all_output(&o).contains(object_hint),
+            "jobs {jobs} must name {object_hint}: {}",
+            all_output(&o)
+        );
+        assert_eq!(
+            user_relations(&target, db).await,
+            0,
+            "jobs {jobs}: a damaged restore must leave nothing behind"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flipped_byte_a_deleted_chunk_and_a_truncated_manifest_are_named() {
+    let (_source, ws) = setup(1).await;
+    let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    let o = ws.run(&["verify", "--all", "--read-data"], &[]);
+    assert!(o.status.success(), "fresh repository must verify: {}", all_output(&o));
+
+    // One flipped byte in one chunk.
+    let victim = chunk_files(&ws)[0].clone();
+    let name = victim.file_name().unwrap().to_string_lossy().to_string();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+    let o = ws.run(&["verify", &id, "--read-data"], &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", all_output(&o));
+    assert!(
+        all_output(&o).contains(&name),
+        "verify must name the corrupt object: {}",
+        all_output(&o)
+    );
+    assert_restore_refuses_damage(&ws, &id, &name).await;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    // A deleted chunk.
+    std::fs::remove_file(&victim).unwrap();
+    let o = ws.run(&["verify", "--all"], &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", all_output(&o));
+    assert!(all_output(&o).contains(&name), "{}", all_output(&o));
+    assert_restore_refuses_damage(&ws, &id, &name).await;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    // A truncated manifest.
+    let manifest = ws.repo_dir().join(format!("snapshots/rental/{id}.json"));
+    let text = std::fs::read(&manifest).unwrap();
+    std::fs::write(&manifest, &text[..text.len() / 2]).unwrap();
+    let o = ws.run(&["verify", "--all"], &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", all_output(&o));
+    assert!(all_output(&o).contains(&format!("{id}.json")), "{}", all_output(&o));
+    assert_restore_refuses_damage(&ws, &id, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_works() {
+    let (_source, ws) = setup(4).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("--config")
+        .arg(ws.config_path())
+        .args(["-q", "backup", "rental", "--uploads", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first chunk is durable: mid-stream, before any manifest.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while chunk_files(&ws).is_empty() {
+        assert!(Instant::now() < deadline, "no chunk appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the backup must have been killed, not finished");
+    assert!(
+        !ws.repo_listing().iter().any(|p| p.starts_with("snapshots/")),
+        "a killed backup must not commit a manifest"
+    );
+
+    let listed = json(&ws.run(&["--json", "snapshots", "--from-repository"], &[]));
+    assert_eq!(listed.as_array().unwrap().len(), 0);
+    let o = ws.run(&["verify", "--all", "--read-data"], &[]);
+    assert!(o.status.success(), "orphan chunks are not damage: {}", all_output(&o));
+    let next = backup(&ws);
+    assert!(next["snapshot"].is_string());
+    let o = ws.run(&["verify", "--all", "--read-data"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_catalog_is_rebuilt_from_the_repository_alone() {
+    let (_source, ws) = setup(1).await;
+    let a = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    let b = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    std::fs::remove_dir_all(ws.path().join("state")).unwrap();
+    let empty = json(&ws.run(&["--json", "snapshots"], &[]));
+    assert_eq!(empty.as_array().unwrap().len(), 0, "the catalog was deleted");
+    let o = ws.run(&["catalog", "rebuild"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let listed = json(&ws.run(&["--json", "snapshots"], &[]));
+    let mut ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want = vec![a.as_str(), b.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert_eq!(listed[0]["tables"], 4);
+    assert_eq!(listed[0]["rows"], 100_200);
+}
