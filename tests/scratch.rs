@@ -3,9 +3,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use lifeboat::scratch::{
-    EphemeralOptions, EphemeralPostgres, MARKER_FILE, ScratchError, reap_orphans,
-};
+use lifeboat::scratch::{EphemeralOptions, EphemeralPostgres, MARKER_FILE, ScratchError, reap_orphans};
 use sqlx::Connection;
 
 async fn start_default() -> EphemeralPostgres {
@@ -14,7 +12,11 @@ async fn start_default() -> EphemeralPostgres {
         .expect("start scratch cluster")
 }
 
-/// A private parent directory, searchable by the `postgres` OS user (tempdir makes it 0700).
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A private parent directory that the `postgres` OS user can search whatever the umask.
 fn private_parent() -> tempfile::TempDir {
     let parent = tempfile::Builder::new()
         .prefix("lifeboat-scratch-test-")
@@ -70,31 +72,28 @@ async fn creates_database_and_round_trips_rows() {
     assert_eq!(count, 2);
     conn.close().await.unwrap();
 
+    // And for the libpq tools that back up and restore.
+    let dump = std::process::Command::new(pg.bin_dir().join("pg_dump"))
+        .args(["--schema-only", "-d", &pg.dsn("drill db")])
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(String::from_utf8_lossy(&dump.stdout).contains("CREATE TABLE public.bookings"));
+
     pg.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn listens_only_on_its_unix_socket() {
     let pg = start_default().await;
-    assert_eq!(
-        pg.psql("postgres", "SHOW listen_addresses").await.unwrap(),
-        ""
-    );
-    let socket_dirs = pg
-        .psql("postgres", "SHOW unix_socket_directories")
-        .await
-        .unwrap();
+    assert_eq!(pg.psql("postgres", "SHOW listen_addresses").await.unwrap(), "");
+    let socket_dirs = pg.psql("postgres", "SHOW unix_socket_directories").await.unwrap();
     assert_eq!(Path::new(&socket_dirs), pg.socket_dir());
-    assert!(
-        pg.socket_dir()
-            .join(format!(".s.PGSQL.{}", pg.port()))
-            .exists()
-    );
+    // Trust authentication: only the owner (and root) may reach the socket.
+    assert_eq!(mode(pg.socket_dir()), 0o700);
+    assert!(pg.socket_dir().join(format!(".s.PGSQL.{}", pg.port())).exists());
     // Connected through a socket, the server has no inet address.
-    let addr = pg
-        .psql("postgres", "SELECT inet_server_addr() IS NULL")
-        .await
-        .unwrap();
+    let addr = pg.psql("postgres", "SELECT inet_server_addr() IS NULL").await.unwrap();
     assert_eq!(addr, "t");
     pg.stop().await.unwrap();
 }
@@ -104,9 +103,7 @@ async fn two_clusters_run_side_by_side() {
     let (a, b) = tokio::join!(start_default(), start_default());
     assert_ne!(a.socket_dir(), b.socket_dir());
     assert_ne!(a.port(), b.port());
-    a.psql("postgres", "CREATE TABLE only_in_a (x int)")
-        .await
-        .unwrap();
+    a.psql("postgres", "CREATE TABLE only_in_a (x int)").await.unwrap();
     let probe = "SELECT count(*) FROM pg_tables WHERE tablename = 'only_in_a'";
     assert_eq!(a.psql("postgres", probe).await.unwrap(), "1");
     assert_eq!(b.psql("postgres", probe).await.unwrap(), "0");
@@ -161,18 +158,14 @@ async fn reaps_clusters_whose_creator_is_dead() {
     let mut dead = dead;
     dead.wait().unwrap();
     let marker_path = orphan_dir.join(MARKER_FILE);
-    let mut marker: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&marker_path).unwrap()).unwrap();
+    let mut marker: serde_json::Value = serde_json::from_slice(&std::fs::read(&marker_path).unwrap()).unwrap();
     marker["pid"] = dead_pid.into();
     std::fs::write(&marker_path, serde_json::to_vec(&marker).unwrap()).unwrap();
 
     let reaped = reap_orphans(parent.path()).unwrap();
     assert_eq!(reaped, vec![orphan_dir.clone()]);
     assert!(!orphan_dir.exists());
-    assert!(
-        !running(orphan_pid),
-        "orphan postmaster {orphan_pid} still runs"
-    );
+    assert!(!running(orphan_pid), "orphan postmaster {orphan_pid} still runs");
 
     // The live cluster is untouched and still answers.
     assert_eq!(live.psql("postgres", "SELECT 1").await.unwrap(), "1");
@@ -184,10 +177,7 @@ async fn reaps_clusters_whose_creator_is_dead() {
 #[tokio::test]
 async fn sql_errors_say_what_failed() {
     let pg = start_default().await;
-    let err = pg
-        .psql("postgres", "SELECT * FROM no_such_table")
-        .await
-        .unwrap_err();
+    let err = pg.psql("postgres", "SELECT * FROM no_such_table").await.unwrap_err();
     assert!(matches!(err, ScratchError::Psql { .. }), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("no_such_table"), "{text}");
@@ -206,4 +196,24 @@ async fn missing_binaries_are_reported_with_a_fix() {
     let text = err.to_string();
     assert!(text.contains("initdb not found"), "{text}");
     assert!(text.contains("fix:"), "{text}");
+}
+
+#[tokio::test]
+async fn unreachable_parent_is_refused_up_front_when_root() {
+    if !nix::unistd::Uid::effective().is_root() {
+        return; // without root there is no user switch, so nothing to check
+    }
+    // 0700 and root's: the postgres user cannot enter.
+    let parent = tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .unwrap();
+    let opts = EphemeralOptions {
+        parent_dir: Some(parent.path().to_path_buf()),
+        ..Default::default()
+    };
+    let err = EphemeralPostgres::start(&opts).await.unwrap_err();
+    assert!(matches!(err, ScratchError::NotSearchable { .. }), "{err}");
+    // The half-made directory is removed again.
+    assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
 }

@@ -25,7 +25,10 @@ async fn local_case() -> Case {
     let dir = tempfile::tempdir().unwrap();
     let url = url::Url::from_directory_path(dir.path().join("repo")).unwrap();
     let storage = Storage::open(&StorageOptions::new(url), true).unwrap();
-    Case { storage, _dir: Some(dir) }
+    Case {
+        storage,
+        _dir: Some(dir),
+    }
 }
 
 async fn s3_case() -> Case {
@@ -35,7 +38,10 @@ async fn s3_case() -> Case {
     opts.endpoint = Some(url::Url::parse(&support::s3_endpoint()).unwrap());
     opts.access_key_id = Some(SecretString::from("testing"));
     opts.secret_access_key = Some(SecretString::from("testing"));
-    Case { storage: Storage::open(&opts, false).unwrap(), _dir: None }
+    Case {
+        storage: Storage::open(&opts, false).unwrap(),
+        _dir: None,
+    }
 }
 
 impl Case {
@@ -43,7 +49,10 @@ impl Case {
         self.storage.store.clone()
     }
     async fn init(&self) -> Repository {
-        Repository::init(self.store(), self.storage.url.as_str(), &[]).await.unwrap().repository
+        Repository::init(self.store(), self.storage.url.as_str(), &[])
+            .await
+            .unwrap()
+            .repository
     }
 }
 
@@ -61,7 +70,10 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 }
 
 async fn write_snapshot(repo: &Repository, source: &str, bytes: Vec<u8>) -> Manifest {
-    let summary = repo.write_stream(Cursor::new(bytes), &WriteOptions::default(), Arc::new(NoProgress)).await.unwrap();
+    let summary = repo
+        .write_stream(Cursor::new(bytes), &WriteOptions::default(), Arc::new(NoProgress))
+        .await
+        .unwrap();
     let now = jiff::Timestamp::now();
     let m = Manifest {
         version: MANIFEST_VERSION,
@@ -95,8 +107,14 @@ async fn read_back(repo: &Repository, m: &Manifest) -> Result<Vec<u8>, RepoError
 
 async fn init_refuses_an_existing_repository(case: Case) {
     let repo = case.init().await;
-    let err = Repository::init(case.store(), "here", &[]).await.err().expect("second init must fail");
-    assert!(matches!(err, RepoError::AlreadyExists { ref id, .. } if id == repo.id()), "{err}");
+    let err = Repository::init(case.store(), "here", &[])
+        .await
+        .err()
+        .expect("second init must fail");
+    assert!(
+        matches!(err, RepoError::AlreadyExists { ref id, .. } if id == repo.id()),
+        "{err}"
+    );
 }
 
 async fn stream_round_trip_and_dedup(case: Case) {
@@ -115,7 +133,11 @@ async fn stream_round_trip_and_dedup(case: Case) {
     let mut changed = original.clone();
     changed[4 << 20] ^= 0xff;
     let third = write_snapshot(&repo, "orders", changed.clone()).await;
-    assert!(third.stream.new_chunks >= 1 && (third.stream.new_chunks as usize) < third.stream.chunks.len(), "{:?}", third.stream.new_chunks);
+    assert!(
+        third.stream.new_chunks >= 1 && (third.stream.new_chunks as usize) < third.stream.chunks.len(),
+        "{:?}",
+        third.stream.new_chunks
+    );
     assert_eq!(read_back(&repo, &third).await.unwrap(), changed);
 
     let (listed, damaged) = repo.manifests(Some("orders")).await.unwrap();
@@ -135,7 +157,9 @@ async fn verify_names_missing_and_corrupt_chunks(case: Case) {
     let m = write_snapshot(&repo, "orders", data(6 << 20, 11)).await;
     assert!(repo.verify(None, true, &NoProgress).await.unwrap().is_clean());
 
-    let victim = lifeboat::repo::ChunkId::parse(&m.stream.chunks[0].id).unwrap().object_path();
+    let victim = lifeboat::repo::ChunkId::parse(&m.stream.chunks[0].id)
+        .unwrap()
+        .object_path();
     let path = StorePath::from(victim.as_str());
     let mut stored = case.store().get(&path).await.unwrap().bytes().await.unwrap().to_vec();
     let mid = stored.len() / 2;
@@ -147,7 +171,11 @@ async fn verify_names_missing_and_corrupt_chunks(case: Case) {
     let full = repo.verify(None, true, &NoProgress).await.unwrap();
     assert_eq!(full.problems.len(), 1, "{:?}", full.problems);
     assert_eq!(full.problems[0].kind, ProblemKind::CorruptChunk);
-    assert!(full.problems[0].object.ends_with(&victim), "{}", full.problems[0].object);
+    assert!(
+        full.problems[0].object.ends_with(&victim),
+        "{}",
+        full.problems[0].object
+    );
     assert_eq!(full.problems[0].snapshots, vec![m.id.clone()]);
     let err = read_back(&repo, &m).await.unwrap_err();
     assert!(err.to_string().contains(&victim), "{err}");
@@ -156,7 +184,10 @@ async fn verify_names_missing_and_corrupt_chunks(case: Case) {
     let quick = repo.verify(Some(&m.id), false, &NoProgress).await.unwrap();
     assert_eq!(quick.problems.len(), 1);
     assert_eq!(quick.problems[0].kind, ProblemKind::MissingChunk);
-    assert!(matches!(read_back(&repo, &m).await.unwrap_err(), RepoError::Missing { .. }));
+    assert!(matches!(
+        read_back(&repo, &m).await.unwrap_err(),
+        RepoError::Missing { .. }
+    ));
 }
 
 async fn verify_names_a_truncated_manifest(case: Case) {
@@ -164,7 +195,10 @@ async fn verify_names_a_truncated_manifest(case: Case) {
     let m = write_snapshot(&repo, "orders", data(200_000, 5)).await;
     let path = StorePath::from(format!("snapshots/orders/{}.json", m.id));
     let bytes = case.store().get(&path).await.unwrap().bytes().await.unwrap();
-    case.store().put(&path, PutPayload::from(bytes.slice(..bytes.len() / 2))).await.unwrap();
+    case.store()
+        .put(&path, PutPayload::from(bytes.slice(..bytes.len() / 2)))
+        .await
+        .unwrap();
     let report = repo.verify(None, false, &NoProgress).await.unwrap();
     assert_eq!(report.problems.len(), 1);
     assert_eq!(report.problems[0].kind, ProblemKind::CorruptManifest);
@@ -173,31 +207,76 @@ async fn verify_names_a_truncated_manifest(case: Case) {
 
 async fn unknown_format_version_is_refused(case: Case) {
     let config = serde_json::json!({"format": "lifeboat-repository", "version": 99, "id": "x"});
-    case.store().put(&StorePath::from("lifeboat.repo.json"), PutPayload::from(config.to_string().into_bytes())).await.unwrap();
-    let err = Repository::open(case.store(), "here", "offsite", Keys::default()).await.err().unwrap();
+    case.store()
+        .put(
+            &StorePath::from("lifeboat.repo.json"),
+            PutPayload::from(config.to_string().into_bytes()),
+        )
+        .await
+        .unwrap();
+    let err = Repository::open(case.store(), "here", "offsite", Keys::default())
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(err, RepoError::UnsupportedVersion { found: 99, .. }), "{err}");
     assert!(err.to_string().contains("version 99"));
 }
 
 async fn encrypted_repository_needs_only_recipients_to_write(case: Case) {
     let identity = age::x25519::Identity::generate();
-    let created = Repository::init(case.store(), "here", &[identity.to_public()]).await.unwrap();
-    let key = created.address_key.expect("encrypted repositories have an address key");
-    // The backup side: public recipient and address key, no identity.
-    let writer = Repository::open(case.store(), "here", "r", Keys { recipients: vec![identity.to_public()], identity: None, address_key: Some(key) })
+    let created = Repository::init(case.store(), "here", &[identity.to_public()])
         .await
         .unwrap();
+    let key = created.address_key.expect("encrypted repositories have an address key");
+    // The backup side: public recipient and address key, no identity.
+    let writer = Repository::open(
+        case.store(),
+        "here",
+        "r",
+        Keys {
+            recipients: vec![identity.to_public()],
+            identity: None,
+            address_key: Some(key),
+        },
+    )
+    .await
+    .unwrap();
     let plain = b"customer 42 booked car 7 ".repeat(40_000);
     let m = write_snapshot(&writer, "orders", plain.clone()).await;
     // Names are keyed, not plain SHA-256, and payloads do not contain the plaintext.
-    let sha = lifeboat::repo::Addressing::Sha256.id_of(&plain[..m.stream.chunks[0].size as usize]).to_hex();
+    let sha = lifeboat::repo::Addressing::Sha256
+        .id_of(&plain[..m.stream.chunks[0].size as usize])
+        .to_hex();
     assert_ne!(m.stream.chunks[0].id, sha);
-    let path = lifeboat::repo::ChunkId::parse(&m.stream.chunks[0].id).unwrap().object_path();
-    let stored = case.store().get(&StorePath::from(path.as_str())).await.unwrap().bytes().await.unwrap();
+    let path = lifeboat::repo::ChunkId::parse(&m.stream.chunks[0].id)
+        .unwrap()
+        .object_path();
+    let stored = case
+        .store()
+        .get(&StorePath::from(path.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(!stored.windows(11).any(|w| w == b"customer 42"));
-    assert!(matches!(read_back(&writer, &m).await.unwrap_err(), RepoError::IdentityRequired { .. }));
+    assert!(matches!(
+        read_back(&writer, &m).await.unwrap_err(),
+        RepoError::IdentityRequired { .. }
+    ));
     // The restore side: the identity alone unwraps the address key from the repository.
-    let reader = Repository::open(case.store(), "here", "r", Keys { recipients: vec![], identity: Some(identity), address_key: None }).await.unwrap();
+    let reader = Repository::open(
+        case.store(),
+        "here",
+        "r",
+        Keys {
+            recipients: vec![],
+            identity: Some(identity),
+            address_key: None,
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(read_back(&reader, &m).await.unwrap(), plain);
     assert!(reader.verify(None, true, &NoProgress).await.unwrap().is_clean());
 }

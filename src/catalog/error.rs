@@ -1,6 +1,6 @@
 //! Errors of the catalog. Every message says what went wrong and what to do next, and none carries
-//! a password: PostgreSQL targets appear only in their redacted form (see [`redact_url`]) and driver
-//! messages pass through a [`Scrubber`] before they are stored.
+//! a password: PostgreSQL targets appear only redacted (see [`redact_url`]) and driver messages
+//! pass through a [`Scrubber`] before they are stored.
 
 use std::fmt;
 
@@ -144,12 +144,7 @@ impl CatalogError {
     }
 
     /// Wraps a failed statement, choosing the fix from the kind of failure.
-    pub(crate) fn query(
-        op: &'static str,
-        target: &str,
-        scrub: &Scrubber,
-        err: &sqlx::Error,
-    ) -> Self {
+    pub(crate) fn query(op: &'static str, target: &str, scrub: &Scrubber, err: &sqlx::Error) -> Self {
         CatalogError::Query {
             op,
             target: target.to_owned(),
@@ -159,11 +154,7 @@ impl CatalogError {
     }
 
     /// Wraps a failed migration.
-    pub(crate) fn migrate(
-        target: &str,
-        scrub: &Scrubber,
-        err: &sqlx::migrate::MigrateError,
-    ) -> Self {
+    pub(crate) fn migrate(target: &str, scrub: &Scrubber, err: &sqlx::migrate::MigrateError) -> Self {
         use sqlx::migrate::MigrateError as M;
         let fix = match err {
             M::VersionMissing(_) => {
@@ -216,9 +207,7 @@ fn fix_for(err: &sqlx::Error) -> &'static str {
                  run `lifeboat catalog rebuild`"
             }
         }
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::Decode(_) => {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::ColumnNotFound(_) | sqlx::Error::Decode(_) => {
             "the catalog schema does not match this lifeboat version; move it aside and run \
              `lifeboat catalog rebuild`"
         }
@@ -235,29 +224,27 @@ pub(crate) struct Scrubber {
 
 impl Scrubber {
     pub(crate) fn for_url(url: &str) -> Self {
-        let mut secrets = Vec::new();
+        // The raw forms, as written in the URL (usually percent-encoded)...
+        let mut raw: Vec<String> = Vec::new();
+        if let Some(p) = raw_userinfo_password(url) {
+            raw.push(p.to_owned());
+        }
         if let Ok(parsed) = url::Url::parse(url) {
-            if let Some(p) = parsed.password() {
-                secrets.push(p.to_owned());
-            }
-            for (k, v) in parsed.query_pairs() {
-                if k == "password" {
-                    secrets.push(v.into_owned());
-                }
+            // url may re-encode characters, so its view is added to ours.
+            raw.extend(parsed.password().map(str::to_owned));
+            for pair in parsed.query().unwrap_or("").split('&') {
+                raw.extend(pair.strip_prefix("password=").map(str::to_owned));
             }
         }
-        let decoded: Vec<String> = secrets
+        // ...and decoded, as a driver would show them.
+        let mut secrets: Vec<String> = raw
             .iter()
-            .filter_map(|s| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-            })
+            .flat_map(|s| [percent_decode(s), percent_decode(&s.replace('+', " "))])
+            .chain(raw.iter().cloned())
+            .filter(|s| !s.is_empty())
             .collect();
-        secrets.extend(decoded);
-        secrets.retain(|s| !s.is_empty());
         // Longest first, so that a secret containing another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         secrets.dedup();
         Scrubber { secrets }
     }
@@ -269,6 +256,36 @@ impl Scrubber {
         }
         out
     }
+}
+
+/// The password between `scheme://user:` and the last `@` of the authority, read without a URL
+/// parser so that it is found even in a URL that does not parse.
+fn raw_userinfo_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
+/// `%XX` decoding; invalid escapes are kept as written.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A PostgreSQL URL fit for messages and logs: the password (in the user info or as a `password`
@@ -307,17 +324,18 @@ mod tests {
     fn redacts_userinfo_and_query_passwords() {
         let r = redact_url("postgres://u:p%40ss@h:5432/db?password=other&sslmode=require");
         assert!(!r.contains("p%40ss") && !r.contains("other"), "{r}");
-        assert!(
-            r.contains("u:***@h:5432/db") && r.contains("sslmode=require"),
-            "{r}"
-        );
+        assert!(r.contains("u:***@h:5432/db") && r.contains("sslmode=require"), "{r}");
         assert_eq!(redact_url("not a url with secret"), "<unparseable URL>");
     }
 
     #[test]
     fn scrubs_raw_and_decoded_passwords() {
-        let s = Scrubber::for_url("postgres://u:p%40ss@h/db?password=q%20r");
-        let out = s.scrub("a p%40ss b p@ss c q r d q%20r");
-        assert_eq!(out, "a *** b *** c *** d ***");
+        let s = Scrubber::for_url("postgres://u:p%40ss@h/db?password=q%20r+s");
+        let out = s.scrub("a p%40ss b p@ss c q r s d q%20r+s e q r+s");
+        assert_eq!(out, "a *** b *** c *** d *** e ***");
+        // Found even when the URL does not parse (a bad port here).
+        let s = Scrubber::for_url("postgres://u:hunter2@h:99999/db");
+        assert_eq!(s.scrub("x hunter2 y"), "x *** y");
+        assert_eq!(percent_decode("a%2Fb%zz%4"), "a/b%zz%4");
     }
 }

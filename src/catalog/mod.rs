@@ -49,9 +49,7 @@ impl fmt::Debug for CatalogTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CatalogTarget::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            CatalogTarget::Postgres(url) => {
-                f.debug_tuple("Postgres").field(&redact_url(url)).finish()
-            }
+            CatalogTarget::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
         }
     }
 }
@@ -71,11 +69,11 @@ pub trait Catalog: Send + Sync {
     async fn record_snapshot(&self, s: &SnapshotRecord) -> Result<(), CatalogError>;
 
     /// Newest first (by finished_at, then id, then repository).
-    async fn snapshots(&self, filter: &SnapshotFilter)
-    -> Result<Vec<SnapshotRecord>, CatalogError>;
+    async fn snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<SnapshotRecord>, CatalogError>;
 
-    /// By full id or unique prefix (at least [`MIN_PREFIX`] characters, case-sensitive). An exact id
-    /// wins over longer ids it prefixes; an ambiguous prefix is an error naming the candidates.
+    /// By full id or unique prefix (at least [`MIN_PREFIX`] characters, case-sensitive). An
+    /// exact id wins over longer ids it prefixes; an ambiguous prefix is an error naming the
+    /// candidates.
     /// A snapshot copied to several repositories has one id and several records: that is not
     /// ambiguous, and the record of the first repository by name is returned (use
     /// [`Catalog::snapshots`] with a repository filter to pick another).
@@ -212,9 +210,7 @@ impl FromStr for RunKind {
             "backup" => Ok(RunKind::Backup),
             "restore" => Ok(RunKind::Restore),
             "verify" => Ok(RunKind::Verify),
-            _ => Err(format!(
-                "unknown run kind {s:?}; expected backup, restore or verify"
-            )),
+            _ => Err(format!("unknown run kind {s:?}; expected backup, restore or verify")),
         }
     }
 }

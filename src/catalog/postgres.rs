@@ -3,16 +3,13 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
 use super::error::{Scrubber, redact_url};
-use super::rows::{
-    self, RunParams, RunRow, SnapshotParams, SnapshotRow, run_columns, snapshot_columns,
-};
-use super::{
-    Catalog, CatalogError, MAX_CANDIDATES, RunFilter, RunRecord, SnapshotFilter, SnapshotRecord,
-};
+use super::rows::{self, RunParams, RunRow, SnapshotParams, SnapshotRow, run_columns, snapshot_columns};
+use super::{Catalog, CatalogError, MAX_CANDIDATES, RunFilter, RunRecord, SnapshotFilter, SnapshotRecord};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -40,33 +37,33 @@ impl PgCatalog {
         // sqlx does not look at the scheme; a mysql:// URL would fail later and more obscurely.
         let scheme = url.split_once("://").map(|(s, _)| s);
         if !matches!(scheme, Some("postgres" | "postgresql")) {
-            return Err(invalid(
-                "the scheme must be postgres:// or postgresql://".into(),
-            ));
+            return Err(invalid("the scheme must be postgres:// or postgresql://".into()));
         }
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| invalid(scrub.scrub(&e.to_string())))?
             // Shows who holds the connections in pg_stat_activity.
             .application_name("lifeboat");
+        let unreachable = |e: sqlx::Error| CatalogError::Unreachable {
+            target: target.clone(),
+            detail: scrub.scrub(&e.to_string()),
+        };
+        // One direct connection first: the pool retries refused connections until its acquire
+        // timeout and then reports only "pool timed out", hiding the cause an operator needs
+        // ("connection refused", "password authentication failed", "database does not exist").
+        let probe = PgConnection::connect_with(&options).await.map_err(unreachable)?;
+        probe.close().await.map_err(unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
-            .map_err(|e| CatalogError::Unreachable {
-                target: target.clone(),
-                detail: scrub.scrub(&e.to_string()),
-            })?;
+            .map_err(unreachable)?;
         // sqlx holds an advisory lock while migrating, so daemons starting together take turns.
         MIGRATOR
             .run(&pool)
             .await
             .map_err(|e| CatalogError::migrate(&target, &scrub, &e))?;
-        Ok(PgCatalog {
-            pool,
-            target,
-            scrub,
-        })
+        Ok(PgCatalog { pool, target, scrub })
     }
 
     fn err(&self, op: &'static str) -> impl Fn(sqlx::Error) -> CatalogError + '_ {
@@ -141,10 +138,7 @@ impl Catalog for PgCatalog {
         Ok(())
     }
 
-    async fn snapshots(
-        &self,
-        filter: &SnapshotFilter,
-    ) -> Result<Vec<SnapshotRecord>, CatalogError> {
+    async fn snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<SnapshotRecord>, CatalogError> {
         // The casts tell PostgreSQL the parameter types where `IS NULL` alone cannot; a NULL
         // LIMIT means no limit.
         let rows: Vec<SnapshotRow> = sqlx::query_as(concat!(
@@ -160,9 +154,7 @@ impl Catalog for PgCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(self.err("snapshot listing"))?;
-        rows.into_iter()
-            .map(|r| r.into_record(&self.target))
-            .collect()
+        rows.into_iter().map(|r| r.into_record(&self.target)).collect()
     }
 
     async fn snapshot(&self, id_or_prefix: &str) -> Result<Option<SnapshotRecord>, CatalogError> {
@@ -171,14 +163,13 @@ impl Catalog for PgCatalog {
         }
         rows::check_prefix(id_or_prefix)?;
         // starts_with rather than LIKE: no wildcard escaping, and always case-sensitive.
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT id FROM snapshots WHERE starts_with(id, $1) ORDER BY id LIMIT $2",
-        )
-        .bind(id_or_prefix)
-        .bind(MAX_CANDIDATES as i64 + 1)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.err("snapshot lookup"))?;
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT id FROM snapshots WHERE starts_with(id, $1) ORDER BY id LIMIT $2")
+                .bind(id_or_prefix)
+                .bind(MAX_CANDIDATES as i64 + 1)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(self.err("snapshot lookup"))?;
         match rows::pick_candidate(id_or_prefix, ids)? {
             Some(id) => self.by_exact_id(&id).await,
             None => Ok(None),
@@ -246,10 +237,7 @@ impl Catalog for PgCatalog {
             Some(id) => query.bind(id),
             None => query,
         };
-        let id: Option<i64> = query
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err("record_run"))?;
+        let id: Option<i64> = query.fetch_optional(&self.pool).await.map_err(self.err("record_run"))?;
         match (id, r.id) {
             (Some(id), _) => Ok(id),
             (None, wanted) => Err(CatalogError::RunNotFound {
@@ -262,7 +250,8 @@ impl Catalog for PgCatalog {
         let rows: Vec<RunRow> = sqlx::query_as(concat!(
             "SELECT ",
             run_columns!(),
-            " FROM runs WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR source = $2) \
+            " FROM runs \
+             WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR source = $2) \
              ORDER BY finished_at_ns DESC, id DESC LIMIT $3"
         ))
         .bind(filter.kind.map(|k| k.as_str()))
@@ -271,9 +260,7 @@ impl Catalog for PgCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(self.err("run listing"))?;
-        rows.into_iter()
-            .map(|r| r.into_record(&self.target))
-            .collect()
+        rows.into_iter().map(|r| r.into_record(&self.target)).collect()
     }
 
     async fn close(&self) {

@@ -198,21 +198,15 @@ pub(crate) struct RunRow {
 
 impl RunRow {
     pub(crate) fn into_record(self, target: &str) -> Result<RunRecord, CatalogError> {
-        // Kinds and statuses are plain TEXT without a CHECK constraint, so that a newer lifeboat can
-        // add one without a table rebuild; an older one reading it says so instead of guessing.
+        // Kinds and statuses are plain TEXT without a CHECK constraint, so that a newer lifeboat
+        // can add one without a table rebuild; an older one reading it says so, not guesses.
         let newer = |what: &str, v: &str| CatalogError::Corrupt {
             target: target.to_owned(),
-            what: format!(
-                "run {} with {what} {v:?}, unknown to this lifeboat",
-                self.id
-            ),
+            what: format!("run {} with {what} {v:?}, unknown to this lifeboat", self.id),
             fix: "upgrade lifeboat to the version that wrote this catalog",
         };
         let kind: RunKind = self.kind.parse().map_err(|_| newer("kind", &self.kind))?;
-        let status: RunStatus = self
-            .status
-            .parse()
-            .map_err(|_| newer("status", &self.status))?;
+        let status: RunStatus = self.status.parse().map_err(|_| newer("status", &self.status))?;
         Ok(RunRecord {
             id: Some(self.id),
             kind,
@@ -247,10 +241,7 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), CatalogError> {
 
 /// Turns the distinct ids matching a prefix (sorted, at most `MAX_CANDIDATES + 1`) into the one id
 /// meant, none, or the ambiguity error.
-pub(crate) fn pick_candidate(
-    prefix: &str,
-    mut ids: Vec<String>,
-) -> Result<Option<String>, CatalogError> {
+pub(crate) fn pick_candidate(prefix: &str, mut ids: Vec<String>) -> Result<Option<String>, CatalogError> {
     match ids.len() {
         0 => Ok(None),
         1 => Ok(ids.pop()),
@@ -263,10 +254,7 @@ pub(crate) fn pick_candidate(
 
 /// Checks a rebuild's input before the transaction starts, so that a bad record never costs the
 /// existing rows. Duplicate ids are left to the primary key, inside the transaction.
-pub(crate) fn check_rebuild_input(
-    repository: &str,
-    snapshots: &[SnapshotRecord],
-) -> Result<(), CatalogError> {
+pub(crate) fn check_rebuild_input(repository: &str, snapshots: &[SnapshotRecord]) -> Result<(), CatalogError> {
     non_empty("a rebuild of a repository with an empty name", repository)?;
     for s in snapshots {
         if s.repository != repository {

@@ -4,17 +4,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::error::Scrubber;
-use super::rows::{
-    self, RunParams, RunRow, SnapshotParams, SnapshotRow, run_columns, snapshot_columns,
-};
-use super::{
-    Catalog, CatalogError, MAX_CANDIDATES, RunFilter, RunRecord, SnapshotFilter, SnapshotRecord,
-};
+use super::rows::{self, RunParams, RunRow, SnapshotParams, SnapshotRow, run_columns, snapshot_columns};
+use super::{Catalog, CatalogError, MAX_CANDIDATES, RunFilter, RunRecord, SnapshotFilter, SnapshotRecord};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -156,10 +150,7 @@ impl Catalog for SqliteCatalog {
         Ok(())
     }
 
-    async fn snapshots(
-        &self,
-        filter: &SnapshotFilter,
-    ) -> Result<Vec<SnapshotRecord>, CatalogError> {
+    async fn snapshots(&self, filter: &SnapshotFilter) -> Result<Vec<SnapshotRecord>, CatalogError> {
         let rows: Vec<SnapshotRow> = sqlx::query_as(concat!(
             "SELECT ",
             snapshot_columns!(),
@@ -173,9 +164,7 @@ impl Catalog for SqliteCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(self.err("snapshot listing"))?;
-        rows.into_iter()
-            .map(|r| r.into_record(&self.target))
-            .collect()
+        rows.into_iter().map(|r| r.into_record(&self.target)).collect()
     }
 
     async fn snapshot(&self, id_or_prefix: &str) -> Result<Option<SnapshotRecord>, CatalogError> {
@@ -208,11 +197,7 @@ impl Catalog for SqliteCatalog {
         let op = "replace_repository_snapshots";
         // IMMEDIATE takes the write lock up front (waiting up to busy_timeout) instead of failing
         // halfway when another writer appears. Dropping `tx` on any error rolls everything back.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(self.err(op))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err(op))?;
         sqlx::query("DELETE FROM snapshots WHERE repository = ?1")
             .bind(repository)
             .execute(&mut *tx)
@@ -264,10 +249,7 @@ impl Catalog for SqliteCatalog {
             Some(id) => query.bind(id),
             None => query,
         };
-        let id: Option<i64> = query
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(self.err(op))?;
+        let id: Option<i64> = query.fetch_optional(&self.pool).await.map_err(self.err(op))?;
         match (id, r.id) {
             (Some(id), _) => Ok(id),
             (None, wanted) => Err(CatalogError::RunNotFound {
@@ -289,9 +271,7 @@ impl Catalog for SqliteCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(self.err("run listing"))?;
-        rows.into_iter()
-            .map(|r| r.into_record(&self.target))
-            .collect()
+        rows.into_iter().map(|r| r.into_record(&self.target)).collect()
     }
 
     async fn close(&self) {

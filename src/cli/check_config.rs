@@ -23,7 +23,7 @@ pub fn run(path: &Path, out: &Output) -> Result<Exit, CliError> {
                     out.json(&json!({"file": path, "ok": true, "sources": cfg.sources.len(), "repositories": cfg.repositories.len(), "problems": []}));
                 } else {
                     println!(
-                        "{}: OK ({} sources, {} repositories)",
+                        "{}: OK (sources: {}, repositories: {})",
                         path.display(),
                         cfg.sources.len(),
                         cfg.repositories.len()

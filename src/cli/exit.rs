@@ -54,6 +54,7 @@ impl From<RepoError> for CliError {
             RepoError::AlreadyExists { .. } => Exit::Refused,
             RepoError::UnsupportedVersion { .. }
             | RepoError::Ambiguous { .. }
+            | RepoError::NotFound { .. }
             | RepoError::IdentityRequired { .. }
             | RepoError::AddressKeyRequired { .. } => Exit::Usage,
             _ => Exit::Failed,

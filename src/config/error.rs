@@ -130,10 +130,7 @@ pub(crate) fn sort_problems(problems: &mut [Problem]) {
 }
 
 /// The closest candidate to `word`, if it is close enough to be a plausible typo.
-pub(crate) fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     // Allow roughly one edit per three characters, at least one, at most three.
     let budget = (word.chars().count() / 3).clamp(1, 3);
     candidates
@@ -153,15 +150,13 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -186,14 +181,8 @@ mod tests {
 
     #[test]
     fn typo_suggestions() {
-        assert_eq!(
-            did_you_mean("dns", ["kind", "dsn", "password_env"]),
-            Some("dsn")
-        );
-        assert_eq!(
-            did_you_mean("enviroment", ["environment"]),
-            Some("environment")
-        );
+        assert_eq!(did_you_mean("dns", ["kind", "dsn", "password_env"]), Some("dsn"));
+        assert_eq!(did_you_mean("enviroment", ["environment"]), Some("environment"));
         assert_eq!(did_you_mean("zzz", ["kind", "dsn"]), None);
     }
 }

@@ -21,9 +21,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Position, Problem};
-pub use model::{
-    CatalogConfig, Config, EncryptionConfig, RepositoryConfig, SourceConfig, SourceKind,
-};
+pub use model::{CatalogConfig, Config, EncryptionConfig, RepositoryConfig, SourceConfig, SourceKind};
 pub use secret::{Secret, SecretRef};
 
 /// Reads, parses and validates the config file at `path`.

@@ -121,10 +121,7 @@ impl CatalogConfig {
             Ok(secret)
         } else {
             Err(super::ConfigError::one(Problem::detached(
-                format!(
-                    "the catalog URL in {} is not a `postgres://` URL",
-                    self.url.describe()
-                ),
+                format!("the catalog URL in {} is not a `postgres://` URL", self.url.describe()),
                 "put a URL like `postgres://lifeboat@db.internal:5432/lifeboat` there, or \
                  remove `catalog:` to use SQLite in state_dir",
             )))
@@ -154,14 +151,10 @@ impl Config {
         };
         let mut found = Vec::new();
 
-        if let Some(catalog) = &self.catalog {
-            if let Err(e) = catalog.resolve_url() {
-                found.extend(
-                    e.into_problems()
-                        .into_iter()
-                        .map(|p| self.locate("catalog.url", p)),
-                );
-            }
+        if let Some(catalog) = &self.catalog
+            && let Err(e) = catalog.resolve_url()
+        {
+            found.extend(e.into_problems().into_iter().map(|p| self.locate("catalog.url", p)));
         }
         for (name, repo) in &self.repositories {
             for (field, value) in [
@@ -176,10 +169,10 @@ impl Config {
                 && let Some(identity) = &enc.identity
             {
                 let key = format!("repositories.{name}.encryption.identity");
-                if let Some(value) = secret(key.clone(), identity) {
-                    if let Some(p) = check_identity(value.expose(), identity, &enc.recipients) {
-                        found.push(self.locate(&key, p));
-                    }
+                if let Some(value) = secret(key.clone(), identity)
+                    && let Some(p) = check_identity(value.expose(), identity, &enc.recipients)
+                {
+                    found.push(self.locate(&key, p));
                 }
             }
         }
@@ -205,10 +198,7 @@ impl Config {
             found.push(self.locate(
                 "state_dir",
                 Problem::detached(
-                    format!(
-                        "state_dir {} exists and is not a directory",
-                        self.state_dir.display()
-                    ),
+                    format!("state_dir {} exists and is not a directory", self.state_dir.display()),
                     "point state_dir at a directory (it is created if missing)",
                 ),
             ));

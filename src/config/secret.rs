@@ -96,8 +96,7 @@ fn resolve_env(name: &str) -> Result<String, ConfigError> {
 
 fn resolve_file(path: &std::path::Path) -> Result<String, ConfigError> {
     let shown = path.display();
-    let fail =
-        |message: String, fix: String| Err(ConfigError::one(Problem::detached(message, fix)));
+    let fail = |message: String, fix: String| Err(ConfigError::one(Problem::detached(message, fix)));
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -119,7 +118,7 @@ fn resolve_file(path: &std::path::Path) -> Result<String, ConfigError> {
     if !meta.is_file() {
         return fail(
             format!("secret file {shown} is not a regular file"),
-            format!("point this key at a file that holds only the secret"),
+            "point this key at a file that holds only the secret".to_owned(),
         );
     }
     let mode = meta.permissions().mode() & 0o777;

@@ -14,25 +14,33 @@ pub(crate) fn yaml_problem(err: &Error, file: &Path) -> Problem {
     let position = err.location().and_then(Position::from_saphyr);
     let inner = original(err);
     let (message, fix) = match inner {
-        Error::SerdeUnknownField {
-            field, expected, ..
-        } => unknown_key(field, expected),
+        Error::SerdeUnknownField { field, expected, .. } => unknown_key(field, expected),
         Error::SerdeInvalidType {
-            unexpected,
-            expected,
-            ..
+            unexpected, expected, ..
         }
         | Error::SerdeInvalidValue {
-            unexpected,
-            expected,
-            ..
+            unexpected, expected, ..
         } => (
-            format!(
-                "expected {expected} here, found {}",
-                without_value(unexpected)
-            ),
+            format!("expected {expected} here, found {}", without_value(unexpected)),
             format!("write {expected} at this position (check the indentation, too)"),
         ),
+        // The YAML is fine but the value has the wrong shape, e.g. a list where a string goes.
+        Error::Unexpected { expected, .. } => {
+            let what = if expected.contains("mapping") {
+                "a mapping (`key: value` entries)"
+            } else if expected.contains("sequence") {
+                "a list"
+            } else {
+                "a single value"
+            };
+            (
+                format!("wrong kind of value here: expected {what}"),
+                format!(
+                    "write {what} here; check the indentation too (lines indented under a key \
+                     belong to that key)"
+                ),
+            )
+        }
         Error::SerdeMissingField { field, .. } => (
             format!("missing required key `{field}`"),
             format!("add `{field}: ...` here"),
@@ -71,11 +79,7 @@ fn original(mut err: &Error) -> &Error {
 
 /// Serde describes the found value as e.g. `string "hunter2"`; keep only the kind.
 fn without_value(unexpected: &str) -> String {
-    let kind = unexpected
-        .split(['"', '`', '\''])
-        .next()
-        .unwrap_or("")
-        .trim();
+    let kind = unexpected.split(['"', '`', '\'']).next().unwrap_or("").trim();
     if kind.is_empty() {
         "something else".to_owned()
     } else {

@@ -150,11 +150,13 @@ pub fn for_kind(kind: &str, endpoint: Endpoint) -> Result<Box<dyn Engine>, Engin
 pub enum EngineError {
     #[error("cannot connect to {dsn}: {detail}; fix: {fix}")]
     Connect { dsn: String, detail: String, fix: String },
-    #[error("query on {dsn} failed: {detail}")]
+    #[error("query on {dsn} failed: {detail}; fix: check the role's privileges and the server's log")]
     Query { dsn: String, detail: String },
     #[error("cannot run {tool}: {detail}; fix: install the database's client tools or set `pg_bin_dir` for the source")]
     ToolMissing { tool: String, detail: String },
-    #[error("{tool} failed (exit {status}): {stderr}")]
+    #[error(
+        "{tool} failed (exit {status}): {stderr}; fix: act on {tool}'s own message above; the server's log has more for the same moment"
+    )]
     ToolFailed {
         tool: String,
         status: String,
@@ -164,6 +166,10 @@ pub enum EngineError {
         "stream format `{format}` cannot be restored by the {engine} engine; fix: restore it with the engine that made it"
     )]
     WrongFormat { engine: String, format: String },
+    #[error(
+        "the role in {dsn} cannot read {tables}; fix: GRANT SELECT on them (or grant pg_read_all_data) to the backup role"
+    )]
+    Privileges { dsn: String, tables: String },
     #[error("database kind `{kind}` is not supported yet; fix: use kind: postgres")]
     Unsupported { kind: String },
 }

@@ -93,7 +93,6 @@ impl Repository {
                     }
                 }
             }
-            drop(emit);
             Ok((size, hex::encode(stream_hash.finalize())))
         });
 

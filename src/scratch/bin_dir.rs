@@ -31,12 +31,7 @@ pub(crate) fn resolve(explicit: Option<&Path>) -> Result<PathBuf, ScratchError> 
 
 fn discover() -> Result<PathBuf, ScratchError> {
     let mut searched = Vec::new();
-    let candidates = [
-        env_dir(),
-        pg_config_bindir(),
-        newest_debian_dir(),
-        path_dir(),
-    ];
+    let candidates = [env_dir(), pg_config_bindir(), newest_debian_dir(), path_dir()];
     for candidate in candidates.into_iter().flatten() {
         if candidate.join("initdb").is_file() {
             return Ok(candidate);
@@ -57,10 +52,7 @@ fn env_dir() -> Option<PathBuf> {
 }
 
 fn pg_config_bindir() -> Option<PathBuf> {
-    let out = std::process::Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .ok()?;
+    let out = std::process::Command::new("pg_config").arg("--bindir").output().ok()?;
     if !out.status.success() {
         return None;
     }

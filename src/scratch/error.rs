@@ -36,11 +36,7 @@ pub enum ScratchError {
         "the socket path {path} is {len} bytes, over the {max}-byte limit of Unix sockets; fix: \
          choose a shorter parent_dir (e.g. /tmp)"
     )]
-    SocketPathTooLong {
-        path: PathBuf,
-        len: usize,
-        max: usize,
-    },
+    SocketPathTooLong { path: PathBuf, len: usize, max: usize },
 
     #[error("could not {action} {path}: {source}; fix: {fix}")]
     Io {

@@ -48,12 +48,7 @@ impl OsUser {
     }
 
     pub fn chown(&self, path: &Path) -> Result<(), ScratchError> {
-        nix::unistd::chown(
-            path,
-            Some(Uid::from_raw(self.uid)),
-            Some(Gid::from_raw(self.gid)),
-        )
-        .map_err(|e| {
+        nix::unistd::chown(path, Some(Uid::from_raw(self.uid)), Some(Gid::from_raw(self.gid))).map_err(|e| {
             ScratchError::io(
                 "chown",
                 path,

@@ -2,6 +2,7 @@
 //! a Unix socket in that directory, torn down on `stop` or on drop.
 
 use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::marker::{Marker, scratch_dirs};
@@ -47,24 +48,21 @@ impl EphemeralPostgres {
     pub async fn start(opts: &EphemeralOptions) -> Result<Self, ScratchError> {
         let bin_dir = bin_dir::resolve(opts.bin_dir.as_deref())?;
         let parent = opts.parent_dir.clone().unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&parent)
-            .map_err(|e| ScratchError::io("create", &parent, "choose a writable parent_dir", e))?;
+        let unwritable = |e| ScratchError::io("create", &parent, "choose a writable parent_dir", e);
+        std::fs::create_dir_all(&parent).map_err(unwritable)?;
+        // Absolute, because the path goes into the server's config and into DSNs.
+        let parent = std::path::absolute(&parent).map_err(unwritable)?;
         let reap_parent = parent.clone();
         let _ = tokio::task::spawn_blocking(move || reap_orphans(&reap_parent)).await;
 
         let server_user = OsUser::for_server()?;
         let port = pick_port(&parent);
+        // 0700: with trust authentication, whoever can reach the socket is superuser.
         let dir = tempfile::Builder::new()
             .prefix("lifeboat-pg-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(&parent)
-            .map_err(|e| {
-                ScratchError::io(
-                    "create a directory in",
-                    &parent,
-                    "choose a writable parent_dir",
-                    e,
-                )
-            })?
+            .map_err(unwritable)?
             .keep();
         // From here on, dropping `pg` on any error removes the directory again.
         let pg = EphemeralPostgres {
@@ -121,21 +119,13 @@ impl EphemeralPostgres {
     /// A command for `tool` from `bin_dir`, run as the server's OS user with `PG*` variables
     /// cleared: for tools that must touch the data directory (pg_ctl, pg_resetwal, …).
     pub fn server_command(&self, tool: &str) -> tokio::process::Command {
-        command(
-            &self.bin_dir.join(tool),
-            self.server_user.as_ref(),
-            &self.dir,
-        )
-        .into()
+        command(&self.bin_dir.join(tool), self.server_user.as_ref(), &self.dir).into()
     }
 
     pub async fn create_database(&self, name: &str) -> Result<(), ScratchError> {
-        self.psql(
-            "postgres",
-            &format!("CREATE DATABASE {}", quote::ident(name)),
-        )
-        .await
-        .map(drop)
+        self.psql("postgres", &format!("CREATE DATABASE {}", quote::ident(name)))
+            .await
+            .map(drop)
     }
 
     /// Runs `sql` (a script: several statements and psql meta-commands are fine) with
@@ -160,17 +150,8 @@ impl EphemeralPostgres {
     /// Restarts the server (fast shutdown), e.g. after `ALTER SYSTEM` of a setting that needs it.
     pub async fn restart(&self) -> Result<(), ScratchError> {
         let mut cmd = self.pg_ctl();
-        cmd.args([
-            "restart",
-            "-m",
-            "fast",
-            "-w",
-            "-t",
-            PG_CTL_WAIT_SECS,
-            "-s",
-            "-l",
-        ])
-        .arg(self.dir.join(LOG_FILE));
+        cmd.args(["restart", "-m", "fast", "-w", "-t", PG_CTL_WAIT_SECS, "-s", "-l"])
+            .arg(self.dir.join(LOG_FILE));
         let out = run::output(cmd, None).await?;
         if out.status.success() {
             return Ok(());
@@ -189,19 +170,14 @@ impl EphemeralPostgres {
             "the server is force-stopped when this value drops; if one survives, run reap_orphans",
         )
         .await?;
-        std::fs::remove_dir_all(&self.dir).map_err(|e| {
-            ScratchError::io("remove", &self.dir, "delete the directory by hand", e)
-        })?;
+        std::fs::remove_dir_all(&self.dir)
+            .map_err(|e| ScratchError::io("remove", &self.dir, "delete the directory by hand", e))?;
         self.armed = false;
         Ok(())
     }
 
     fn pg_ctl(&self) -> std::process::Command {
-        let mut cmd = command(
-            &self.bin_dir.join("pg_ctl"),
-            self.server_user.as_ref(),
-            &self.dir,
-        );
+        let mut cmd = command(&self.bin_dir.join("pg_ctl"), self.server_user.as_ref(), &self.dir);
         cmd.arg("-D").arg(&self.data_dir);
         cmd
     }
@@ -220,11 +196,7 @@ impl EphemeralPostgres {
     }
 
     async fn initdb(&self) -> Result<(), ScratchError> {
-        let mut cmd = command(
-            &self.bin_dir.join("initdb"),
-            self.server_user.as_ref(),
-            &self.dir,
-        );
+        let mut cmd = command(&self.bin_dir.join("initdb"), self.server_user.as_ref(), &self.dir);
         // C locale: available everywhere and independent of the host's environment.
         cmd.args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
             .args(["--locale=C", "-D"])
@@ -260,14 +232,7 @@ impl EphemeralPostgres {
             let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
             file.write_all(settings.as_bytes())
         };
-        append().map_err(|e| {
-            ScratchError::io(
-                "append to",
-                &path,
-                "check that initdb created the data directory",
-                e,
-            )
-        })
+        append().map_err(|e| ScratchError::io("append to", &path, "check that initdb created the data directory", e))
     }
 
     async fn pg_ctl_start(&self) -> Result<(), ScratchError> {

@@ -11,14 +11,10 @@ use super::ScratchError;
 pub(crate) async fn output(cmd: Command, stdin: Option<&str>) -> Result<Output, ScratchError> {
     let program: std::path::PathBuf = cmd.get_program().into();
     let mut cmd = tokio::process::Command::from(cmd);
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|source| ScratchError::Spawn {
         program: program.clone(),
         source,

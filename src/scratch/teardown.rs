@@ -72,8 +72,6 @@ fn is_zombie(pid: Pid) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
     matches!(state, Some("Z" | "X"))
 }

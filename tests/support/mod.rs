@@ -21,14 +21,7 @@ pub fn s3_endpoint() -> String {
 pub async fn create_bucket(name: &str) {
     let url = format!("{}/{name}", s3_endpoint());
     let out = tokio::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--show-error",
-            "--fail-with-body",
-            "-X",
-            "PUT",
-            &url,
-        ])
+        .args(["--silent", "--show-error", "--fail-with-body", "-X", "PUT", &url])
         .output()
         .await
         .expect("run curl (install curl to run the S3 tests)");
@@ -50,9 +43,6 @@ pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{}-{}-{n}-{nanos:x}",
-        prefix.to_ascii_lowercase(),
-        std::process::id()
-    )
+    format!("{}-{}-{n}-{nanos:x}", prefix.to_ascii_lowercase(), std::process::id())
 }
+pub mod cli;

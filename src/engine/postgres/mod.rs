@@ -88,13 +88,10 @@ impl Postgres {
         // pg_control_system() needs elevated rights on some servers; the identity is then unknown and
         // the source-refusal falls back to comparing DSNs.
         let system_identifier: Option<String> =
-            match sqlx::query_scalar::<_, String>("select system_identifier::text from pg_control_system()")
+            sqlx::query_scalar::<_, String>("select system_identifier::text from pg_control_system()")
                 .fetch_one(&mut *conn)
                 .await
-            {
-                Ok(id) => Some(id),
-                Err(_) => None,
-            };
+                .ok();
         Ok(DatabaseIdentity {
             server_version: row.get(0),
             system_identifier,
@@ -180,6 +177,24 @@ impl Engine for Postgres {
         let tool_version = tools::version(self.endpoint.bin_dir.as_deref(), "pg_dump")?;
         let mut conn = self.connect().await?;
         let identity = self.identity_on(&mut conn).await?;
+        // A table the role cannot read would abort the exporting transaction mid-dump, and pg_dump would
+        // then report a confusing "could not import the requested snapshot": say what is wrong up front.
+        let unreadable: Vec<String> = sqlx::query_scalar(
+            "select format('%I.%I', n.nspname, c.relname) from pg_class c \
+               join pg_namespace n on n.oid = c.relnamespace \
+              where c.relkind = 'r' and n.nspname not in ('pg_catalog', 'information_schema') \
+                and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%' \
+                and not has_table_privilege(c.oid, 'SELECT') order by 1 limit 5",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(self.query_err())?;
+        if !unreadable.is_empty() {
+            return Err(EngineError::Privileges {
+                dsn: self.dsn_for_messages(),
+                tables: unreadable.join(", "),
+            });
+        }
         sqlx::raw_sql("begin isolation level repeatable read, read only")
             .execute(&mut conn)
             .await
@@ -377,6 +392,9 @@ impl BackupHandle for PgDumpHandle {
             detail: e.to_string(),
         })?;
         let _ = sqlx::raw_sql("rollback").execute(&mut conn).await;
+        // A failed count aborts the exporting transaction, which makes pg_dump fail too: the count's
+        // error is the cause, pg_dump's only the consequence.
+        let tables = tables?;
         if !status.success() {
             return Err(EngineError::ToolFailed {
                 tool: "pg_dump".into(),
@@ -384,7 +402,7 @@ impl BackupHandle for PgDumpHandle {
                 stderr: tools::scrub(&stderr, password.as_ref()),
             });
         }
-        let mut tables = tables?;
+        let mut tables = tables;
         tables.sort();
         Ok(BackupFacts {
             server_version: identity.server_version,
