@@ -243,3 +243,97 @@ async fn the_catalog_is_rebuilt_from_the_repository_alone() {
     assert_eq!(listed[0]["tables"], 4);
     assert_eq!(listed[0]["rows"], 100_200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_encrypted_repository_is_written_with_public_keys_and_read_with_the_identity() {
+    let source = cluster().await;
+    source.create_database("rental").await.unwrap();
+    load_rental(&source, "rental", 1).await;
+    let identity = age::x25519::Identity::generate();
+    let ws = Workspace::new();
+    let key_file = ws.path().join("offsite.agekey");
+    {
+        use secrecy::ExposeSecret;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&key_file, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let config = |with_identity: bool| {
+        let identity_line = if with_identity {
+            format!("      identity_file: {}\n", key_file.display())
+        } else {
+            String::new()
+        };
+        format!(
+            "state_dir: {state}\nrepositories:\n  local:\n    url: file://{repo}\n    encryption:\n      recipients: [\"{recipient}\"]\n{identity_line}sources:\n  rental:\n    kind: postgres\n    dsn: \"{dsn}\"\n    environment: staging\n    repository: local\n",
+            state = ws.path().join("state").display(),
+            repo = ws.repo_dir().display(),
+            recipient = identity.to_public(),
+            dsn = source.dsn("rental"),
+        )
+    };
+    // The backup host knows only the public recipient (and the address key `init` saved).
+    ws.write_config(&config(false));
+    let o = ws.run(&["--json", "init"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    for chunk in chunk_files(&ws) {
+        let bytes = std::fs::read(&chunk).unwrap();
+        assert!(
+            bytes[5..].starts_with(b"age-encryption.org/v1"),
+            "{} is not an age file",
+            chunk.display()
+        );
+    }
+
+    let target = cluster().await;
+    target.create_database("restored").await.unwrap();
+    let o = ws.run(&["-q", "restore", &id, "--into-dsn", &target.dsn("restored")], &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "restore without the identity must say so: {}",
+        all_output(&o)
+    );
+    assert!(all_output(&o).contains("identity"), "{}", all_output(&o));
+
+    // The restore side has the identity.
+    ws.write_config(&config(true));
+    let o = ws.run(&["verify", "--all", "--read-data"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let o = ws.run(&["-q", "restore", &id, "--into-dsn", &target.dsn("restored")], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let want = engine(&source, "rental").content_checksums().await.unwrap();
+    assert_eq!(want, engine(&target, "restored").content_checksums().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_and_restore_through_an_s3_repository() {
+    let source = cluster().await;
+    source.create_database("rental").await.unwrap();
+    load_rental(&source, "rental", 1).await;
+    let bucket = support::unique_name("lbe2e");
+    support::create_bucket(&bucket).await;
+    let ws = Workspace::new();
+    ws.write_config(&format!(
+        "state_dir: {state}\nrepositories:\n  offsite:\n    url: s3://{bucket}/lifeboat\n    endpoint: {endpoint}\n    access_key_id_env: LB_S3_KEY\n    secret_access_key_env: LB_S3_SECRET\nsources:\n  rental:\n    kind: postgres\n    dsn: \"{dsn}\"\n    environment: staging\n    repository: offsite\n",
+        state = ws.path().join("state").display(),
+        endpoint = support::s3_endpoint(),
+        dsn = source.dsn("rental"),
+    ));
+    let env = [("LB_S3_KEY", "testing"), ("LB_S3_SECRET", "testing-secret-value")];
+    let o = ws.run(&["init"], &env);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let o = ws.run(&["--json", "-q", "backup", "rental"], &env);
+    let id = json(&o)["snapshot"].as_str().unwrap().to_string();
+    assert!(!all_output(&o).contains("testing-secret-value"));
+    let o = ws.run(&["verify", "--all", "--read-data"], &env);
+    assert!(o.status.success(), "{}", all_output(&o));
+
+    let target = cluster().await;
+    target.create_database("restored").await.unwrap();
+    let o = ws.run(&["-q", "restore", &id, "--into-dsn", &target.dsn("restored")], &env);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let want = engine(&source, "rental").content_checksums().await.unwrap();
+    assert_eq!(want, engine(&target, "restored").content_checksums().await.unwrap());
+}
