@@ -616,7 +616,7 @@ fn check_config_accepts_a_good_config() {
     let o = ws.run(&["check-config"], &[(PW_VAR, RIGHT_PW)]);
     assert_exit(&o, 0, "check-config on a good config");
     assert!(
-        stdout(&o).contains("OK (1 sources, 1 repositories)"),
+        stdout(&o).contains("OK (sources: 1, repositories: 1)"),
         "{}",
         all_output(&o)
     );

@@ -574,3 +574,95 @@ fn duplicate_keys_are_refused() {
     assert!(p.message.contains("`environment` appears twice"), "{p}");
     assert_eq!(p.position.map(|p| p.line), Some(13), "{p}");
 }
+
+#[test]
+fn check_file_reports_validation_and_machine_problems_together() {
+    let dir = TempDir::new().unwrap();
+    let path = origin(&dir);
+    let var = "LIFEBOAT_TEST_SURELY_UNSET_7B1E";
+    assert!(std::env::var_os(var).is_none());
+    let value = "Key-Id-Not-For-Eyes";
+    write_secret(&dir.path().join("key-id"), value, 0o644);
+    write_secret(&dir.path().join("secret-key"), "Secret-Key-Not-For-Eyes", 0o600);
+    let text = GOOD
+        .replace("access_key_id_env: OFFSITE_KEY_ID", "access_key_id_file: key-id")
+        .replace(
+            "secret_access_key_env: OFFSITE_SECRET",
+            "secret_access_key_file: secret-key",
+        )
+        .replace("ORDERS_PG_PASSWORD", var)
+        + "    pg_bin_dir: bin\n";
+    // One validation problem (an undefined repository) among three machine problems.
+    std::fs::write(&path, text.replace("repository: offsite", "repository: offsit")).unwrap();
+
+    // `load` stops after validation: only the repository.
+    let err = config::load(&path).unwrap_err();
+    assert!(only(&err).message.contains("`offsit`"), "{err}");
+
+    // `check_file` reports all of them, located, in file order.
+    let problems = config::check_file(&path);
+    let expected = [
+        (5, 25, "can be read by group or others"),
+        (11, 19, "is not set"),
+        (13, 17, "repository `offsit`, which is not defined"),
+        (14, 17, "has no `pg_dump`"),
+    ];
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), expected.len(), "{}", shown.join("\n"));
+    for (p, (line, column, needle)) in problems.iter().zip(expected) {
+        assert!(p.message.contains(needle), "expected {needle:?}, got {p}");
+        assert_eq!(p.position, at(line, column), "{p}");
+        assert_eq!(p.file.as_deref(), Some(path.as_path()), "{p}");
+        assert!(!p.fix.is_empty(), "{p}");
+    }
+    assert!(
+        find(&problems, "offsit")
+            .fix
+            .contains("did you mean `repository: offsite`")
+    );
+    assert!(!format!("{problems:?}{}", shown.join("\n")).contains("Not-For-Eyes"));
+    assert!(config::load_checked(&path).is_err());
+
+    // On a valid file it agrees with `Config::check`.
+    std::fs::write(&path, &text).unwrap();
+    let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config::check_file(&path), cfg.check());
+    assert_eq!(config::check_file(&path).len(), 3);
+
+    // Nothing left to report: `load_checked` gives the config.
+    std::fs::set_permissions(dir.path().join("key-id"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+    std::fs::write(dir.path().join("bin/pg_dump"), "").unwrap();
+    write_secret(&dir.path().join("pw"), "Pw-Not-For-Eyes", 0o600);
+    std::fs::write(
+        &path,
+        text.replace(&format!("password_env: {var}"), "password_file: pw"),
+    )
+    .unwrap();
+    assert_eq!(config::check_file(&path), Vec::<Problem>::new());
+    let cfg = config::load_checked(&path).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(cfg.sources.len(), 1);
+
+    // A file that does not parse still stops at its one syntax problem.
+    std::fs::write(&path, "sources: [\n").unwrap();
+    assert_eq!(config::check_file(&path).len(), 1);
+}
+
+#[test]
+fn check_file_does_not_pile_noise_on_refused_values() {
+    let dir = TempDir::new().unwrap();
+    let path = origin(&dir);
+    // Keys on a `file://` repository are refused; whether their variables are set is moot.
+    let text = GOOD
+        .replace("s3://backups/lifeboat", "file:///srv/lifeboat")
+        .replace("    endpoint: http://127.0.0.1:9000\n", "")
+        .replace("ORDERS_PG_PASSWORD", "LIFEBOAT_TEST_SURELY_UNSET_4C2A")
+        .replace("OFFSITE_KEY_ID", "LIFEBOAT_TEST_SURELY_UNSET_4C2B")
+        .replace("OFFSITE_SECRET", "LIFEBOAT_TEST_SURELY_UNSET_4C2C");
+    std::fs::write(&path, text).unwrap();
+    let problems = config::check_file(&path);
+    let shown: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 2, "{}", shown.join("\n"));
+    find(&problems, "take no access keys");
+    find(&problems, "LIFEBOAT_TEST_SURELY_UNSET_4C2A");
+}

@@ -15,25 +15,22 @@ pub fn run(path: &Path, out: &Output) -> Result<Exit, CliError> {
             path.display()
         )));
     }
-    let problems = match config::load(path) {
+    // Validation problems and unresolvable secrets / bad paths together, in file order.
+    let problems = match config::load_checked(path) {
         Ok(cfg) => {
-            let problems = cfg.check();
-            if problems.is_empty() {
-                if out.json {
-                    out.json(&json!({"file": path, "ok": true, "sources": cfg.sources.len(), "repositories": cfg.repositories.len(), "problems": []}));
-                } else {
-                    println!(
-                        "{}: OK (sources: {}, repositories: {})",
-                        path.display(),
-                        cfg.sources.len(),
-                        cfg.repositories.len()
-                    );
-                }
-                return Ok(Exit::Ok);
+            if out.json {
+                out.json(&json!({"file": path, "ok": true, "sources": cfg.sources.len(), "repositories": cfg.repositories.len(), "problems": []}));
+            } else {
+                println!(
+                    "{}: OK (sources: {}, repositories: {})",
+                    path.display(),
+                    cfg.sources.len(),
+                    cfg.repositories.len()
+                );
             }
-            problems
+            return Ok(Exit::Ok);
         }
-        Err(e) => e.into_problems(),
+        Err(problems) => problems,
     };
     if out.json {
         let list: Vec<_> = problems

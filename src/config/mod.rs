@@ -5,12 +5,15 @@
 //! - Unknown keys are errors, so a typo never silently disables a setting.
 //! - Secrets are never in the file: only `*_env` (a variable's name) or `*_file` (a path,
 //!   refused if group or others can read it). They are resolved lazily with
-//!   [`SecretRef::resolve`]; [`Config::check`] resolves all of them for `check-config`.
+//!   [`SecretRef::resolve`]; [`Config::check`] resolves all of them, and [`check_file`]
+//!   does so even for a file with validation problems, so `check-config` lists everything.
 //! - Relative paths in the file resolve against the file's own directory.
 //!
 //! Files: `raw` (serde shapes with positions), `validate` (raw → model), `model` (the
-//! typed config), `secret`, `error`, `syntax` (YAML errors → problems).
+//! typed config), `secret`, `check` (secrets and paths on this machine), `error`, `syntax`
+//! (YAML errors → problems).
 
+mod check;
 mod error;
 mod model;
 mod raw;
@@ -26,7 +29,33 @@ pub use secret::{Secret, SecretRef};
 
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    load_str(&read(path)?, path)
+}
+
+/// Parses and validates `text` as if it had been read from `origin` (which is used in
+/// messages and as the base for relative paths; it need not exist).
+pub fn load_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    validate::validate(text, origin)?.into_config()
+}
+
+/// Every problem with the config file at `path`, in file order, each once: what validation
+/// finds, plus every secret that does not resolve and every path that is wrong on this
+/// machine ([`Config::check`]), including those of a file that does not validate. Empty
+/// means the config is ready to use. A file that cannot be read or parsed gives one problem.
+pub fn check_file(path: &Path) -> Vec<Problem> {
+    load_checked(path).err().unwrap_or_default()
+}
+
+/// Like [`check_file`], but gives the config when there is no problem at all.
+pub fn load_checked(path: &Path) -> Result<Config, Vec<Problem>> {
+    let text = read(path).map_err(ConfigError::into_problems)?;
+    validate::validate(&text, path)
+        .map_err(ConfigError::into_problems)?
+        .into_checked()
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| {
         let fix = if e.kind() == std::io::ErrorKind::NotFound {
             "create it (config/lifeboat.yaml in the Lifeboat sources is a commented example), \
              or point `--config` / LIFEBOAT_CONFIG at the right file"
@@ -39,14 +68,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             format!("cannot read the config file: {e}"),
             fix,
         ))
-    })?;
-    load_str(&text, path)
-}
-
-/// Parses and validates `text` as if it had been read from `origin` (which is used in
-/// messages and as the base for relative paths; it need not exist).
-pub fn load_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-    validate::parse(text, origin)
+    })
 }
 
 /// The config path used when none is given. `$LIFEBOAT_CONFIG` is handled by the CLI.

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use super::error::{Position, Problem, sort_problems};
+use super::check::{self, Check};
+use super::error::Problem;
 use super::secret::{Secret, SecretRef};
 
 #[derive(Clone)]
@@ -21,9 +22,9 @@ pub struct Config {
     pub catalog: Option<CatalogConfig>,
     pub repositories: BTreeMap<String, RepositoryConfig>,
     pub sources: BTreeMap<String, SourceConfig>,
-    /// Positions of values in the file, so `check` can point at the key that names a
-    /// missing secret. Keyed by dotted path, e.g. `sources.orders.password`.
-    pub(super) positions: BTreeMap<String, Position>,
+    /// Every secret and path to check, with the position of the key that names it, so
+    /// `check` can point at the key that names a missing secret.
+    pub(super) checks: Vec<Check>,
 }
 
 /// A PostgreSQL catalog shared by several daemons.
@@ -136,126 +137,12 @@ impl Config {
     }
 
     /// Resolves every secret and checks the paths that must exist, reporting every problem
-    /// rather than stopping at the first. Backs `lifeboat check-config`; an empty list
-    /// means the config is ready to use on this machine.
+    /// rather than stopping at the first. An empty list means the config is ready to use on
+    /// this machine. Checks what the file names (recorded at load); `lifeboat check-config`
+    /// uses [`super::check_file`], which runs the same checks on an invalid file too.
     pub fn check(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        let mut secret = |key: String, secret: &SecretRef| -> Option<Secret> {
-            match secret.resolve() {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    problems.extend(e.into_problems().into_iter().map(|p| self.locate(&key, p)));
-                    None
-                }
-            }
-        };
-        let mut found = Vec::new();
-
-        if let Some(catalog) = &self.catalog
-            && let Err(e) = catalog.resolve_url()
-        {
-            found.extend(e.into_problems().into_iter().map(|p| self.locate("catalog.url", p)));
-        }
-        for (name, repo) in &self.repositories {
-            for (field, value) in [
-                ("access_key_id", &repo.access_key_id),
-                ("secret_access_key", &repo.secret_access_key),
-            ] {
-                if let Some(r) = value {
-                    secret(format!("repositories.{name}.{field}"), r);
-                }
-            }
-            if let Some(enc) = &repo.encryption
-                && let Some(identity) = &enc.identity
-            {
-                let key = format!("repositories.{name}.encryption.identity");
-                if let Some(value) = secret(key.clone(), identity)
-                    && let Some(p) = check_identity(value.expose(), identity, &enc.recipients)
-                {
-                    found.push(self.locate(&key, p));
-                }
-            }
-        }
-        for (name, source) in &self.sources {
-            if let Some(r) = &source.password {
-                secret(format!("sources.{name}.password"), r);
-            }
-            if let Some(dir) = &source.pg_bin_dir {
-                let pg_dump = dir.join("pg_dump");
-                if !pg_dump.is_file() {
-                    found.push(self.locate(
-                        &format!("sources.{name}.pg_bin_dir"),
-                        Problem::detached(
-                            format!("pg_bin_dir {} has no `pg_dump`", dir.display()),
-                            "point pg_bin_dir at the directory holding pg_dump and pg_restore \
-                             (e.g. /usr/lib/postgresql/17/bin), or remove it to use PATH",
-                        ),
-                    ));
-                }
-            }
-        }
-        if self.state_dir.exists() && !self.state_dir.is_dir() {
-            found.push(self.locate(
-                "state_dir",
-                Problem::detached(
-                    format!("state_dir {} exists and is not a directory", self.state_dir.display()),
-                    "point state_dir at a directory (it is created if missing)",
-                ),
-            ));
-        }
-        problems.extend(found);
-        sort_problems(&mut problems);
-        problems
+        check::run(&self.path, &self.checks)
     }
-
-    /// Attaches this config's file and the position of `key` to a problem.
-    fn locate(&self, key: &str, mut problem: Problem) -> Problem {
-        problem.file = Some(self.path.clone());
-        problem.position = self.positions.get(key).copied();
-        problem
-    }
-}
-
-/// An identity must parse, and should decrypt what we encrypt: its public key must be one
-/// of the recipients, or restores would fail exactly when they matter.
-fn check_identity(value: &str, from: &SecretRef, recipients: &[String]) -> Option<Problem> {
-    use std::str::FromStr;
-    // age identity files may hold comments (`# created: ...`) and several keys.
-    let keys: Vec<&str> = value
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
-    let mut publics = Vec::new();
-    for key in &keys {
-        match age::x25519::Identity::from_str(key) {
-            Ok(identity) => publics.push(identity.to_public().to_string()),
-            Err(_) => {
-                return Some(Problem::detached(
-                    format!("{} does not hold an age secret key", from.describe()),
-                    "put the output of `age-keygen` there (a line starting with `AGE-SECRET-KEY-1`)",
-                ));
-            }
-        }
-    }
-    if publics.is_empty() {
-        return Some(Problem::detached(
-            format!("{} holds no age secret key", from.describe()),
-            "put the output of `age-keygen` there (a line starting with `AGE-SECRET-KEY-1`)",
-        ));
-    }
-    if !publics.iter().any(|p| recipients.contains(p)) {
-        return Some(Problem::detached(
-            format!(
-                "the identity in {} matches none of the repository's recipients, so it \
-                 could not decrypt these backups",
-                from.describe()
-            ),
-            "add its public key (`age-keygen -y KEYFILE`) to `recipients`, or use the identity \
-             that belongs to one of them",
-        ));
-    }
-    None
 }
 
 impl fmt::Debug for Config {

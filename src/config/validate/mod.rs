@@ -4,10 +4,15 @@
 //! Each step returns `Option`: `None` means "absent or invalid", and invalid always comes
 //! with a problem pushed to `Validator::problems`. The config is built only when no
 //! problem was found, so the `None`s never reach it.
+//!
+//! Along the way every secret reference and checked path that could be read is recorded as
+//! a [`Check`], even when other parts of the file are wrong, so that `check-config` can
+//! report an unset variable together with the validation problems.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::check::{self, Check, Target};
 use super::error::{ConfigError, Position, Problem, sort_problems};
 use super::model::{CatalogConfig, Config};
 use super::raw::{Named, RawCatalog, RawConfig, S};
@@ -20,7 +25,19 @@ mod source;
 const REPO_URL_FORMS: &str =
     "`file:///abs/path`, `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`";
 
-pub(super) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+/// What validation made of a file that parses: the config if it is valid, every problem
+/// found, and the checks recorded for every secret and path that could be read.
+pub(super) struct Validated {
+    file: PathBuf,
+    config: Option<Config>,
+    /// In file order.
+    problems: Vec<Problem>,
+    checks: Vec<Check>,
+}
+
+/// Parses and validates; `Err` only for a file that does not parse (syntax and type errors
+/// stop at the first problem: the parser cannot go on).
+pub(super) fn validate(text: &str, origin: &Path) -> Result<Validated, ConfigError> {
     // `Option` so that an empty file (or one with only comments) is a config with nothing
     // in it, reported as "no sources" rather than as a parser error.
     let raw: Option<RawConfig> =
@@ -34,20 +51,54 @@ pub(super) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         }
     };
     let mut problems = v.problems;
-    match config {
-        Some(config) if problems.is_empty() => Ok(config),
-        _ => {
-            if problems.is_empty() {
-                // Unreachable by construction; never build a half-validated config.
-                problems.push(Problem::new(
-                    origin,
-                    None,
-                    "the config could not be validated",
-                    "report this as a Lifeboat bug, with the config file",
-                ));
+    if config.is_none() && problems.is_empty() {
+        // Unreachable by construction; never build a half-validated config.
+        problems.push(Problem::new(
+            origin,
+            None,
+            "the config could not be validated",
+            "report this as a Lifeboat bug, with the config file",
+        ));
+    }
+    sort_problems(&mut problems);
+    Ok(Validated {
+        file: origin.to_path_buf(),
+        config: config.filter(|_| problems.is_empty()),
+        problems,
+        checks: v.checks,
+    })
+}
+
+impl Validated {
+    /// The config, if validation found no problem (secrets are not resolved).
+    pub(super) fn into_config(self) -> Result<Config, ConfigError> {
+        match self.config {
+            Some(mut config) => {
+                config.checks = self.checks;
+                Ok(config)
             }
-            sort_problems(&mut problems);
-            Err(ConfigError::from_problems(problems))
+            None => Err(ConfigError::from_problems(self.problems)),
+        }
+    }
+
+    /// Also runs every recorded check, valid config or not. `Ok` only when there is no
+    /// problem at all; otherwise every problem, in file order, each once.
+    pub(super) fn into_checked(self) -> Result<Config, Vec<Problem>> {
+        let mut problems = self.problems;
+        problems.extend(check::run(&self.file, &self.checks));
+        sort_problems(&mut problems);
+        let mut unique: Vec<Problem> = Vec::with_capacity(problems.len());
+        for p in problems {
+            if !unique.contains(&p) {
+                unique.push(p);
+            }
+        }
+        match self.config {
+            Some(mut config) if unique.is_empty() => {
+                config.checks = self.checks;
+                Ok(config)
+            }
+            _ => Err(unique),
         }
     }
 }
@@ -68,7 +119,8 @@ struct Validator<'a> {
     /// The config file's directory, absolute: relative paths in the file start here.
     base: PathBuf,
     problems: Vec<Problem>,
-    positions: BTreeMap<String, Position>,
+    /// Every secret reference and checked path read so far, valid config or not.
+    checks: Vec<Check>,
 }
 
 impl<'a> Validator<'a> {
@@ -83,7 +135,7 @@ impl<'a> Validator<'a> {
             file,
             base,
             problems: Vec::new(),
-            positions: BTreeMap::new(),
+            checks: Vec::new(),
         }
     }
 
@@ -91,10 +143,15 @@ impl<'a> Validator<'a> {
         self.problems.push(Problem::new(self.file, at, message, fix));
     }
 
-    fn record(&mut self, key: String, at: Option<Position>) {
-        if let Some(at) = at {
-            self.positions.insert(key, at);
-        }
+    /// Records something to check on this machine; see [`Check`].
+    fn check(&mut self, key: String, at: Option<Position>, target: Target) {
+        self.checks.push(Check { key, at, target });
+    }
+
+    /// Drops the checks recorded under `keys`: for values that validation refused outright,
+    /// where "also, this variable is not set" would only be noise.
+    fn forget_checks(&mut self, keys: &[String]) {
+        self.checks.retain(|c| !keys.contains(&c.key));
     }
 
     fn nothing_defined(&mut self) {
@@ -107,13 +164,13 @@ impl<'a> Validator<'a> {
     }
 
     fn config(&mut self, raw: &RawConfig) -> Option<Config> {
-        let state_dir = match &raw.state_dir {
-            Some(s) => {
-                self.record("state_dir".into(), pos(s));
-                self.path("state_dir", s)
-            }
-            None => Some(self.base.join(".lifeboat-state")),
+        let (state_dir, at) = match &raw.state_dir {
+            Some(s) => (self.path("state_dir", s), pos(s)),
+            None => (Some(self.base.join(".lifeboat-state")), None),
         };
+        if let Some(dir) = &state_dir {
+            self.check("state_dir".into(), at, Target::StateDir(dir.clone()));
+        }
         let catalog = raw.catalog.as_ref().map(|c| self.catalog(c));
 
         let mut repositories = BTreeMap::new();
@@ -161,7 +218,8 @@ impl<'a> Validator<'a> {
             },
             repositories,
             sources,
-            positions: std::mem::take(&mut self.positions),
+            // Filled in by `Validated`, once every check is recorded.
+            checks: Vec::new(),
         })
     }
 
@@ -254,14 +312,15 @@ impl<'a> Validator<'a> {
         None
     }
 
-    /// `<prefix>_env` / `<prefix>_file`: at most one of the two. Records the position of the
-    /// one given under `record_as`, for `Config::check`.
+    /// `<prefix>_env` / `<prefix>_file`: at most one of the two. Records a check of the
+    /// reference (`target` says which) under `record_as`, at the position of the key given.
     fn secret_ref(
         &mut self,
         prefix: &str,
         env: &Option<S<String>>,
         file: &Option<S<String>>,
         record_as: String,
+        target: impl FnOnce(SecretRef) -> Target,
     ) -> Option<SecretRef> {
         let env_key = format!("{prefix}_env");
         let file_key = format!("{prefix}_file");
@@ -275,12 +334,14 @@ impl<'a> Validator<'a> {
                 None
             }
             (Some(e), None) => {
-                self.record(record_as, pos(e));
-                self.env_name(&env_key, e).map(SecretRef::Env)
+                let secret = self.env_name(&env_key, e).map(SecretRef::Env)?;
+                self.check(record_as, pos(e), target(secret.clone()));
+                Some(secret)
             }
             (None, Some(f)) => {
-                self.record(record_as, pos(f));
-                self.path(&file_key, f).map(SecretRef::File)
+                let secret = self.path(&file_key, f).map(SecretRef::File)?;
+                self.check(record_as, pos(f), target(secret.clone()));
+                Some(secret)
             }
             (None, None) => None,
         }
@@ -297,7 +358,7 @@ impl<'a> Validator<'a> {
             );
             return None;
         }
-        let url = self.secret_ref("url", url_env, url_file, "catalog.url".into())?;
+        let url = self.secret_ref("url", url_env, url_file, "catalog.url".into(), Target::CatalogUrl)?;
         Some(CatalogConfig { url })
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use url::Url;
 
 use super::{REPO_URL_FORMS, Validator, pos};
+use crate::config::check::Target;
 use crate::config::error::Position;
 use crate::config::model::{EncryptionConfig, RepositoryConfig};
 use crate::config::raw::{RawEncryption, RawRepository, S};
@@ -68,12 +69,14 @@ impl Validator<'_> {
             &r.access_key_id_env,
             &r.access_key_id_file,
             format!("repositories.{name}.access_key_id"),
+            Target::Secret,
         );
         let secret_access_key = self.secret_ref(
             "secret_access_key",
             &r.secret_access_key_env,
             &r.secret_access_key_file,
             format!("repositories.{name}.secret_access_key"),
+            Target::Secret,
         );
         let id_at = r.access_key_id_env.as_ref().or(r.access_key_id_file.as_ref()).map(pos);
         let secret_at = r
@@ -87,6 +90,10 @@ impl Validator<'_> {
                 "`file://` repositories take no access keys",
                 "remove the `access_key_id_*` and `secret_access_key_*` keys",
             );
+            self.forget_checks(&[
+                format!("repositories.{name}.access_key_id"),
+                format!("repositories.{name}.secret_access_key"),
+            ]);
         } else {
             match (id_at, secret_at) {
                 (Some(at), None) => self.report(
@@ -300,11 +307,14 @@ impl Validator<'_> {
                  or `recipients_file: PATH`",
             );
         }
+        // Whether the identity matches a recipient can only be judged on a complete list.
+        let known = (self.problems.len() == before).then(|| recipients.clone());
         let identity = self.secret_ref(
             "identity",
             &e.identity_env,
             &e.identity_file,
             format!("repositories.{repo}.encryption.identity"),
+            |secret| Target::Identity(secret, known),
         );
         Some(EncryptionConfig { recipients, identity })
     }

@@ -3,6 +3,7 @@
 use url::Url;
 
 use super::{Validator, pos, sanitize};
+use crate::config::check::Target;
 use crate::config::error::{backticked, did_you_mean};
 use crate::config::model::{SourceConfig, SourceKind};
 use crate::config::raw::{RawSource, S};
@@ -42,6 +43,7 @@ impl Validator<'_> {
             &s.password_env,
             &s.password_file,
             format!("sources.{name}.password"),
+            Target::Secret,
         );
 
         let environment = match &s.environment {
@@ -70,8 +72,13 @@ impl Validator<'_> {
         };
 
         let pg_bin_dir = s.pg_bin_dir.as_ref().and_then(|p| {
-            self.record(format!("sources.{name}.pg_bin_dir"), pos(p));
-            self.path("pg_bin_dir", p)
+            let dir = self.path("pg_bin_dir", p)?;
+            self.check(
+                format!("sources.{name}.pg_bin_dir"),
+                pos(p),
+                Target::PgBinDir(dir.clone()),
+            );
+            Some(dir)
         });
 
         if !name_ok {
