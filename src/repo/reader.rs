@@ -24,7 +24,16 @@ impl Repository {
                 what: "restoring".into(),
             });
         }
-        let mut hash = Sha256::new();
+        // The whole-stream SHA-256 is computed on its own thread, in order, while later chunks are
+        // fetched and decoded: on a restore's critical path it would otherwise cost a serial pass.
+        let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<std::sync::Arc<Vec<u8>>>(READ_AHEAD);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut hash = Sha256::new();
+            while let Some(data) = hasher_rx.blocking_recv() {
+                hash.update(&data[..]);
+            }
+            hex::encode(hash.finalize())
+        });
         let mut size = 0u64;
         let mut chunks = futures::stream::iter(manifest.stream.chunks.iter().cloned())
             .map(|c| {
@@ -51,7 +60,8 @@ impl Repository {
             })
             .buffered(READ_AHEAD);
         while let Some(data) = chunks.try_next().await? {
-            hash.update(&data);
+            let data = std::sync::Arc::new(data);
+            let _ = to_hasher.send(data.clone()).await;
             size += data.len() as u64;
             out.write_all(&data)
                 .await
@@ -61,7 +71,8 @@ impl Repository {
         out.flush()
             .await
             .map_err(|e| RepoError::Sink { detail: e.to_string() })?;
-        let sha = hex::encode(hash.finalize());
+        drop(to_hasher);
+        let sha = hasher.await.map_err(|e| RepoError::Task(e.to_string()))?;
         if size != manifest.stream.size || sha != manifest.stream.sha256 {
             return Err(RepoError::Corrupt {
                 object: format!("snapshot {}", manifest.id),

@@ -224,6 +224,7 @@ impl Engine for Postgres {
             detail: e.to_string(),
         })?;
         let stdout = child.stdout.take().expect("piped");
+        tools::widen_pipe(&stdout);
         let stderr = tools::collect_stderr(child.stderr.take().expect("piped"));
 
         // Counting runs while pg_dump reads, inside the exporting transaction: same snapshot, and the

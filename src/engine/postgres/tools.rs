@@ -66,3 +66,10 @@ pub fn describe_status(status: ExitStatus) -> String {
         _ => "unknown".into(),
     }
 }
+
+/// Grows a pipe's kernel buffer from 64 KiB to 1 MiB: a dump streams gigabytes through it, and a larger
+/// buffer means far fewer wake-ups of the dump tool and of the reader. Best effort (capped by
+/// /proc/sys/fs/pipe-max-size).
+pub fn widen_pipe(pipe: &impl std::os::fd::AsFd) {
+    let _ = nix::fcntl::fcntl(pipe.as_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+}
