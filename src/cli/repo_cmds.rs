@@ -547,7 +547,7 @@ mod tests {
         ));
         assert!(same_database(
             &u("postgresql:///x?host=/tmp/s&port=7000"),
-            &u("postgresql://u@/x?host=/tmp/s&port=7000")
+            &u("postgresql://u@localhost/x?host=/tmp/s&port=7000")
         ));
         assert!(!same_database(
             &u("postgresql:///x?host=/tmp/s&port=7000"),
