@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod drill;
 pub mod engine;
 pub mod ops;
 pub mod repo;

@@ -10,9 +10,10 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use jiff::Timestamp;
 use lifeboat::catalog::{
-    self, Catalog, CatalogError, CatalogTarget, RunFilter, RunKind, RunRecord, RunStatus, SnapshotFilter,
-    SnapshotRecord,
+    self, Catalog, CatalogError, CatalogTarget, DrillRunFilter, DrillRunRecord, DrillVerdict, RunFilter, RunKind,
+    RunRecord, RunStatus, SnapshotFilter, SnapshotRecord,
 };
+use serde_json::json;
 use sqlx::Connection;
 
 // ---------------------------------------------------------------------------------------------
@@ -143,10 +144,17 @@ suite! {
         run_update_by_id,
         large_values_survive,
         out_of_range_values_are_refused,
+        drill_run_round_trip_every_field,
+        drill_runs_newest_first,
+        drill_runs_filter_and_limit,
+        drill_run_replaced_by_id,
+        drill_run_invalid_values_are_refused,
     ],
     target: [
         reopen_keeps_data_and_migrates_idempotently,
         concurrent_first_open,
+        drill_runs_migration_applies_on_top_of_schema_1,
+        unknown_drill_verdict_is_refused,
     ],
 }
 
@@ -209,6 +217,128 @@ fn run(kind: RunKind, source: &str, finished: i64, status: RunStatus) -> RunReco
         status,
         detail: Some(format!("{kind} of {source}: {status}")),
     }
+}
+
+/// A drill run with every field set, started at `t0 + started` seconds.
+fn drill_run(id: &str, drill: &str, source: &str, started: i64, verdict: DrillVerdict) -> DrillRunRecord {
+    const T0: i64 = 1_795_000_000;
+    DrillRunRecord {
+        id: id.to_owned(),
+        drill: drill.to_owned(),
+        source: source.to_owned(),
+        repository: "offsite".to_owned(),
+        snapshot_id: Some(format!("snap-{started}")),
+        started_at: ts(T0 + started, 123_456_789),
+        finished_at: ts(T0 + started + 90, 987_654_321),
+        verdict,
+        rto_seconds: Some(83.25),
+        rpo_seconds: Some(3_600.5),
+        sla_rto_seconds: Some(900.0),
+        sla_rpo_seconds: Some(86_400.0),
+        detail: Some(format!("{drill} on {source}: {verdict}")),
+        evidence: json!({ "drill": drill, "verdict": verdict, "checks": [{ "name": "rows", "status": "pass" }] }),
+    }
+}
+
+fn drill_ids(records: &[DrillRunRecord]) -> Vec<String> {
+    records.iter().map(|r| r.id.clone()).collect()
+}
+
+/// A connection straight to the target's database, bypassing lifeboat: to build a catalog as an
+/// older lifeboat left it, or to store what lifeboat itself would refuse.
+enum Raw {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Raw {
+    async fn connect(target: &CatalogTarget) -> Raw {
+        match target {
+            CatalogTarget::Sqlite(path) => {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true);
+                Raw::Sqlite(
+                    sqlx::SqliteConnection::connect_with(&options)
+                        .await
+                        .expect("raw sqlite"),
+                )
+            }
+            CatalogTarget::Postgres(url) => {
+                Raw::Postgres(sqlx::PgConnection::connect(url).await.expect("raw postgres"))
+            }
+        }
+    }
+
+    /// Applies the repository's migrations up to and including `version`, as the lifeboat that
+    /// had only those would have.
+    async fn migrate_to(&mut self, version: i64) {
+        let dir = |backend: &str| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(backend)
+        };
+        match self {
+            Raw::Sqlite(conn) => {
+                let migrator = sqlx::migrate::Migrator::new(dir("sqlite")).await.unwrap();
+                migrator.run_to(version, &mut *conn).await.expect("migrate sqlite");
+            }
+            Raw::Postgres(conn) => {
+                let migrator = sqlx::migrate::Migrator::new(dir("postgres")).await.unwrap();
+                migrator.run_to(version, &mut *conn).await.expect("migrate postgres");
+            }
+        }
+    }
+
+    async fn applied_migrations(&mut self) -> Vec<i64> {
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+        match self {
+            Raw::Sqlite(conn) => sqlx::query_scalar(sql).fetch_all(conn).await.unwrap(),
+            Raw::Postgres(conn) => sqlx::query_scalar(sql).fetch_all(conn).await.unwrap(),
+        }
+    }
+
+    /// Runs one statement built by the test from its own constants.
+    async fn execute(&mut self, sql: String) -> Result<(), sqlx::Error> {
+        match self {
+            Raw::Sqlite(conn) => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(drop),
+            Raw::Postgres(conn) => sqlx::query(sqlx::AssertSqlSafe(sql)).execute(conn).await.map(drop),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Raw::Sqlite(conn) => conn.close().await.unwrap(),
+            Raw::Postgres(conn) => conn.close().await.unwrap(),
+        }
+    }
+}
+
+/// A snapshot as an INSERT statement, for a catalog that lifeboat has not migrated.
+fn snapshot_insert(s: &SnapshotRecord) -> String {
+    let opt = |v: &Option<String>| v.as_ref().map_or("NULL".to_owned(), |v| format!("'{v}'"));
+    format!(
+        "INSERT INTO snapshots (repository, id, source, engine, started_at_ns, finished_at_ns, bytes_read, \
+         bytes_stored, chunks, new_chunks, stream_sha256, consistent_point, server_version, tool_version, \
+         table_count, row_count) VALUES ('{}', '{}', '{}', '{}', {}, {}, {}, {}, {}, {}, '{}', {}, {}, {}, {}, {})",
+        s.repository,
+        s.id,
+        s.source,
+        s.engine,
+        s.started_at.as_nanosecond(),
+        s.finished_at.as_nanosecond(),
+        s.bytes_read,
+        s.bytes_stored,
+        s.chunks,
+        s.new_chunks,
+        s.stream_sha256,
+        opt(&s.consistent_point),
+        opt(&s.server_version),
+        opt(&s.tool_version),
+        s.tables,
+        s.rows,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,10 +735,18 @@ async fn out_of_range_values_are_refused(cat: &dyn Catalog) {
 async fn reopen_keeps_data_and_migrates_idempotently(target: &CatalogTarget) {
     let s = snap("offsite", "keep0001", "orders", 10);
     let mut r = run(RunKind::Backup, "orders", 10, RunStatus::Ok);
+    let d = drill_run(
+        "20261124T030000Z-1a2b3c4d",
+        "nightly",
+        "orders",
+        10,
+        DrillVerdict::SlaBreach,
+    );
     {
         let cat = catalog::open(target).await.expect("first open");
         cat.record_snapshot(&s).await.unwrap();
         r.id = Some(cat.record_run(&r).await.unwrap());
+        cat.record_drill_run(&d).await.unwrap();
         cat.close().await;
     }
     // Re-opening runs the migrations again: they must be a no-op and keep everything.
@@ -616,6 +754,10 @@ async fn reopen_keeps_data_and_migrates_idempotently(target: &CatalogTarget) {
         let cat = catalog::open(target).await.expect("re-open");
         assert_eq!(cat.snapshots(&all()).await.unwrap(), vec![s.clone()]);
         assert_eq!(cat.runs(&RunFilter::default()).await.unwrap(), vec![r.clone()]);
+        assert_eq!(
+            cat.drill_runs(&DrillRunFilter::default()).await.unwrap(),
+            vec![d.clone()]
+        );
         cat.close().await;
     }
     // New runs keep getting new ids after a re-open.
@@ -642,6 +784,319 @@ async fn concurrent_first_open(target: &CatalogTarget) {
     for cat in catalogs {
         cat.close().await;
     }
+}
+
+async fn drill_run_round_trip_every_field(cat: &dyn Catalog) {
+    let mut full = drill_run(
+        "20261124T030000Z-1a2b3c4d",
+        "orders-nightly",
+        "orders",
+        10,
+        DrillVerdict::Pass,
+    );
+    // Values that a lossy float or timestamp path would change.
+    full.rto_seconds = Some(0.1 + 0.2);
+    full.rpo_seconds = Some(1e-9);
+    full.sla_rto_seconds = Some(f64::MAX);
+    full.sla_rpo_seconds = Some(0.0);
+    full.detail = Some("tabs\tand\nnewlines, quotes ' \" and ünïcödé ✓".to_owned());
+    full.evidence = json!({
+        "run_id": full.id,
+        "phases": [
+            { "name": "select", "seconds": 0.004_2 },
+            { "name": "restore", "seconds": 81.125, "bytes": 5_000_000_000u64 },
+            { "name": "checks", "seconds": 2.125 },
+        ],
+        "checks": [
+            { "name": "row counts", "status": "pass", "expected": 34_567, "actual": 34_567 },
+            { "name": "fingerprint", "status": "pass", "tables": { "public.orders": "9f86d081", "public.users": null } },
+        ],
+        "numbers": [0, -1, u64::MAX, i64::MIN, 0.5, -2.5e-300, 1.0e15, 123_456.789, 1.5e300],
+        "flags": [true, false, null],
+        "text": "tabs\tand\nnewlines, quotes ' \" \\ and ünïcödé ✓ 日本",
+        "empty": { "object": {}, "array": [], "string": "" },
+        "nested": [[[[{ "deep": [1, [2, [3]]] }]]]],
+    });
+    // Nothing optional set, and evidence that is JSON null (not SQL NULL).
+    let sparse = DrillRunRecord {
+        id: "20261124T040000Z-00000000".to_owned(),
+        drill: "orders-nightly".to_owned(),
+        source: "orders".to_owned(),
+        repository: "offsite".to_owned(),
+        snapshot_id: None,
+        started_at: ts(1_795_000_020, 0),
+        finished_at: ts(1_795_000_020, 1),
+        verdict: DrillVerdict::Error,
+        rto_seconds: None,
+        rpo_seconds: None,
+        sla_rto_seconds: None,
+        sla_rpo_seconds: None,
+        detail: None,
+        evidence: serde_json::Value::Null,
+    };
+    let fail = drill_run(
+        "20261124T050000Z-ffffffff",
+        "users-weekly",
+        "users",
+        30,
+        DrillVerdict::Fail,
+    );
+    let mut breach = drill_run(
+        "20261124T060000Z-abcdef01",
+        "users-weekly",
+        "users",
+        40,
+        DrillVerdict::SlaBreach,
+    );
+    breach.evidence = json!("just a string");
+    for r in [&full, &sparse, &fail, &breach] {
+        cat.record_drill_run(r).await.expect("record drill run");
+    }
+    // Whole-struct equality: every field, floats to the bit, timestamps to the nanosecond.
+    let got = cat.drill_runs(&DrillRunFilter::default()).await.unwrap();
+    assert_eq!(got, vec![breach, fail, sparse, full.clone()]);
+    let back = &got[3];
+    assert_eq!(back.rto_seconds.unwrap().to_bits(), (0.1f64 + 0.2).to_bits());
+    assert_eq!(back.evidence["numbers"][2], json!(u64::MAX));
+    assert_eq!(back.evidence["numbers"][3], json!(i64::MIN));
+    assert!(back.evidence["numbers"][4].is_f64());
+}
+
+async fn drill_runs_newest_first(cat: &dyn Catalog) {
+    // Recorded out of order; "c" and "d" start at the same instant, so id breaks the tie.
+    for (id, started) in [("b", 20), ("a", 10), ("d", 30), ("e", 40), ("c", 30)] {
+        let mut r = drill_run(&format!("run-{id}"), "nightly", "orders", started, DrillVerdict::Pass);
+        // Ordered by start, not by finish: "a" finishes last.
+        if id == "a" {
+            r.finished_at = ts(1_796_000_000, 0);
+        }
+        cat.record_drill_run(&r).await.unwrap();
+    }
+    let got = drill_ids(&cat.drill_runs(&DrillRunFilter::default()).await.unwrap());
+    assert_eq!(got, ["run-e", "run-d", "run-c", "run-b", "run-a"]);
+
+    // Nanoseconds count: one nanosecond later is newer.
+    let mut later = drill_run("run-0", "nightly", "orders", 40, DrillVerdict::Pass);
+    later.started_at = ts(1_795_000_040, 123_456_790);
+    cat.record_drill_run(&later).await.unwrap();
+    assert_eq!(
+        drill_ids(&cat.drill_runs(&DrillRunFilter::default()).await.unwrap())[0],
+        "run-0"
+    );
+}
+
+async fn drill_runs_filter_and_limit(cat: &dyn Catalog) {
+    for (id, drill, source, started) in [
+        ("o1", "orders-nightly", "orders", 10),
+        ("o2", "orders-nightly", "orders", 20),
+        ("o3", "orders-weekly", "orders", 30),
+        ("u1", "users-nightly", "users", 15),
+        ("u2", "users-nightly", "users", 25),
+        // A drill may be moved to another source; the history keeps what each run used.
+        ("m1", "orders-nightly", "orders-replica", 35),
+    ] {
+        cat.record_drill_run(&drill_run(id, drill, source, started, DrillVerdict::Pass))
+            .await
+            .unwrap();
+    }
+    let list = |drill: Option<&str>, source: Option<&str>, limit: Option<u32>| {
+        let filter = DrillRunFilter {
+            drill: drill.map(str::to_owned),
+            source: source.map(str::to_owned),
+            limit,
+        };
+        async move { drill_ids(&cat.drill_runs(&filter).await.expect("list drill runs")) }
+    };
+    assert_eq!(list(Some("orders-nightly"), None, None).await, ["m1", "o2", "o1"]);
+    assert_eq!(list(None, Some("orders"), None).await, ["o3", "o2", "o1"]);
+    assert_eq!(list(Some("orders-nightly"), Some("orders"), None).await, ["o2", "o1"]);
+    assert_eq!(list(Some("orders-nightly"), Some("orders"), Some(1)).await, ["o2"]);
+    assert_eq!(list(None, Some("users"), Some(10)).await, ["u2", "u1"]);
+    assert_eq!(list(None, None, Some(3)).await, ["m1", "o3", "u2"]);
+    assert_eq!(list(None, None, None).await.len(), 6);
+    assert!(list(None, None, Some(0)).await.is_empty());
+    assert!(list(Some("users-nightly"), Some("orders"), None).await.is_empty());
+    assert!(list(Some("nope"), None, None).await.is_empty());
+    // Exact matches only: no prefix or wildcard matching.
+    assert!(list(Some("orders"), None, None).await.is_empty());
+    assert!(list(Some("orders-%"), None, None).await.is_empty());
+}
+
+async fn drill_run_replaced_by_id(cat: &dyn Catalog) {
+    let first = drill_run(
+        "20261124T030000Z-1a2b3c4d",
+        "nightly",
+        "orders",
+        10,
+        DrillVerdict::Error,
+    );
+    let other = drill_run("20261124T020000Z-99999999", "nightly", "orders", 5, DrillVerdict::Pass);
+    cat.record_drill_run(&first).await.unwrap();
+    cat.record_drill_run(&other).await.unwrap();
+
+    // Re-imported evidence: every column replaced, including Some -> None and the start time.
+    let replaced = DrillRunRecord {
+        id: first.id.clone(),
+        drill: "nightly-v2".to_owned(),
+        source: "orders-replica".to_owned(),
+        repository: "cold".to_owned(),
+        snapshot_id: None,
+        started_at: ts(1_795_000_001, 1),
+        finished_at: ts(1_795_000_002, 2),
+        verdict: DrillVerdict::SlaBreach,
+        rto_seconds: Some(1_234.5),
+        rpo_seconds: None,
+        sla_rto_seconds: Some(600.0),
+        sla_rpo_seconds: None,
+        detail: None,
+        evidence: json!({ "reimported": true }),
+    };
+    cat.record_drill_run(&replaced).await.unwrap();
+    let runs = cat.drill_runs(&DrillRunFilter::default()).await.unwrap();
+    // One row per id, and the new start time decides the order.
+    assert_eq!(runs, vec![other.clone(), replaced.clone()]);
+
+    // Replacing with an identical record changes nothing.
+    cat.record_drill_run(&replaced).await.unwrap();
+    assert_eq!(
+        cat.drill_runs(&DrillRunFilter::default()).await.unwrap(),
+        vec![other, replaced]
+    );
+}
+
+async fn drill_run_invalid_values_are_refused(cat: &dyn Catalog) {
+    let good = drill_run("run-1", "nightly", "orders", 10, DrillVerdict::Pass);
+    let refused = |r: DrillRunRecord| async move { cat.record_drill_run(&r).await.expect_err("must be refused") };
+
+    for bad in [-1.0, -f64::MIN_POSITIVE, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        for name in ["rto_seconds", "rpo_seconds", "sla_rto_seconds", "sla_rpo_seconds"] {
+            let mut r = good.clone();
+            let field = match name {
+                "rto_seconds" => &mut r.rto_seconds,
+                "rpo_seconds" => &mut r.rpo_seconds,
+                "sla_rto_seconds" => &mut r.sla_rto_seconds,
+                _ => &mut r.sla_rpo_seconds,
+            };
+            *field = Some(bad);
+            let err = refused(r).await;
+            let right = matches!(&err, CatalogError::OutOfRange { field, .. } if *field == name);
+            assert!(right, "{name} = {bad}: {err:?}");
+            assert!(err.to_string().contains("fix:"), "{err}");
+        }
+    }
+
+    let mut r = good.clone();
+    r.finished_at = "2300-01-01T00:00:00Z".parse().unwrap();
+    let err = refused(r).await;
+    assert!(
+        matches!(
+            err,
+            CatalogError::OutOfRange {
+                field: "finished_at",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let mut r = good.clone();
+    r.id = String::new();
+    assert!(matches!(refused(r).await, CatalogError::InvalidRecord { .. }));
+
+    // U+0000 anywhere in the evidence: PostgreSQL's JSONB cannot hold it, so neither backend takes it.
+    for evidence in [
+        json!({ "checks": [{ "output": "a\u{0}b" }] }),
+        json!({ "key\u{0}": 1 }),
+        json!("\u{0}"),
+    ] {
+        let mut r = good.clone();
+        r.evidence = evidence;
+        let err = refused(r).await;
+        assert!(matches!(err, CatalogError::InvalidRecord { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("U+0000") && err.to_string().contains("fix:"),
+            "{err}"
+        );
+    }
+
+    assert!(cat.drill_runs(&DrillRunFilter::default()).await.unwrap().is_empty());
+    // Nothing was left half-written: the good record still goes in.
+    cat.record_drill_run(&good).await.unwrap();
+    assert_eq!(cat.drill_runs(&DrillRunFilter::default()).await.unwrap(), vec![good]);
+}
+
+async fn drill_runs_migration_applies_on_top_of_schema_1(target: &CatalogTarget) {
+    // A catalog as the lifeboat before drill runs left it: schema 1 only, with some history.
+    let s = snap("offsite", "keep0001", "orders", 10);
+    let r = run(RunKind::Backup, "orders", 10, RunStatus::Ok);
+    let mut raw = Raw::connect(target).await;
+    raw.migrate_to(1).await;
+    assert_eq!(raw.applied_migrations().await, [1]);
+    assert!(raw.execute("SELECT count(*) FROM drill_runs".into()).await.is_err());
+    raw.execute(snapshot_insert(&s)).await.unwrap();
+    raw.execute(format!(
+        "INSERT INTO runs (kind, source, repository, snapshot_id, started_at_ns, finished_at_ns, status, detail) \
+         VALUES ('backup', 'orders', 'offsite', 'snap-10', {}, {}, 'ok', '{}')",
+        r.started_at.as_nanosecond(),
+        r.finished_at.as_nanosecond(),
+        r.detail.as_deref().unwrap(),
+    ))
+    .await
+    .unwrap();
+    raw.close().await;
+
+    // Opening applies 0002 (and only that), keeping what was there.
+    let cat = catalog::open(target).await.expect("open a schema-1 catalog");
+    assert_eq!(cat.snapshots(&all()).await.unwrap(), vec![s.clone()]);
+    let runs = cat.runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(
+        runs,
+        vec![RunRecord {
+            id: runs[0].id,
+            ..r.clone()
+        }]
+    );
+    assert!(cat.drill_runs(&DrillRunFilter::default()).await.unwrap().is_empty());
+    let d = drill_run("20261124T030000Z-1a2b3c4d", "nightly", "orders", 10, DrillVerdict::Pass);
+    cat.record_drill_run(&d).await.unwrap();
+    cat.close().await;
+
+    let mut raw = Raw::connect(target).await;
+    assert_eq!(raw.applied_migrations().await, [1, 2]);
+    raw.close().await;
+
+    // And again: nothing more to apply, nothing lost.
+    let cat = catalog::open(target).await.expect("re-open");
+    assert_eq!(cat.snapshots(&all()).await.unwrap(), vec![s]);
+    assert_eq!(cat.drill_runs(&DrillRunFilter::default()).await.unwrap(), vec![d]);
+    cat.close().await;
+}
+
+async fn unknown_drill_verdict_is_refused(target: &CatalogTarget) {
+    let cat = catalog::open(target).await.unwrap();
+    cat.close().await;
+    // As a newer lifeboat with another verdict would have written it.
+    let mut raw = Raw::connect(target).await;
+    raw.execute(
+        "INSERT INTO drill_runs (id, drill, source, repository, started_at_ns, finished_at_ns, verdict, \
+         evidence) VALUES ('run-new', 'nightly', 'orders', 'offsite', 0, 1, 'skipped', '{}')"
+            .into(),
+    )
+    .await
+    .unwrap();
+    raw.close().await;
+    let cat = catalog::open(target).await.unwrap();
+    let err = cat
+        .drill_runs(&DrillRunFilter::default())
+        .await
+        .expect_err("unknown verdict");
+    let msg = err.to_string();
+    assert!(matches!(err, CatalogError::Corrupt { .. }), "{err:?}");
+    assert!(
+        msg.contains("run-new") && msg.contains("\"skipped\"") && msg.contains("fix: upgrade lifeboat"),
+        "{msg}"
+    );
+    cat.close().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -723,4 +1178,62 @@ async fn postgres_password_never_shown() {
         .expect("must fail");
     assert!(matches!(err, CatalogError::InvalidUrl { .. }), "{err:?}");
     assert!(!err.to_string().contains(SECRET), "{err}");
+}
+
+#[test]
+fn drill_verdict_spellings() {
+    let all = [
+        (DrillVerdict::Pass, "pass"),
+        (DrillVerdict::Fail, "fail"),
+        (DrillVerdict::SlaBreach, "sla-breach"),
+        (DrillVerdict::Error, "error"),
+    ];
+    for (verdict, spelling) in all {
+        assert_eq!(verdict.as_str(), spelling);
+        assert_eq!(verdict.to_string(), spelling);
+        assert_eq!(spelling.parse::<DrillVerdict>(), Ok(verdict));
+        // JSON and the database agree.
+        assert_eq!(serde_json::to_value(verdict).unwrap(), json!(spelling));
+        assert_eq!(
+            serde_json::from_value::<DrillVerdict>(json!(spelling)).unwrap(),
+            verdict
+        );
+    }
+    let err = "SlaBreach".parse::<DrillVerdict>().unwrap_err();
+    assert!(err.contains("\"SlaBreach\"") && err.contains("sla-breach"), "{err}");
+}
+
+#[tokio::test]
+async fn postgres_evidence_is_queryable_jsonb() {
+    let fx = Fixture::postgres().await;
+    let outcome = AssertUnwindSafe(async {
+        let cat = fx.open().await;
+        let mut r = drill_run("run-1", "nightly", "orders", 10, DrillVerdict::Fail);
+        r.evidence = json!({ "checks": [{ "name": "rows", "status": "fail" }], "small": 1.5e-7, "whole": 1e16 });
+        cat.record_drill_run(&r).await.unwrap();
+        // JSONB keeps the meaning, not the spelling: serde_json writes 1e16 as "1e16", JSONB gives
+        // it back as 10000000000000000, which serde_json reads as an integer (SQLite keeps the
+        // text as written). Documented on DrillRunRecord::evidence.
+        let back = cat.drill_runs(&DrillRunFilter::default()).await.unwrap().remove(0);
+        assert_eq!(back.evidence["checks"], r.evidence["checks"]);
+        assert_eq!(back.evidence["small"], json!(1.5e-7));
+        assert_eq!(back.evidence["whole"], json!(10_000_000_000_000_000u64));
+        cat.close().await;
+
+        // The column is JSONB, so evidence can be queried in SQL.
+        let Raw::Postgres(mut conn) = Raw::connect(&fx.target).await else {
+            unreachable!()
+        };
+        let (kind, status): (String, String) = sqlx::query_as(
+            "SELECT jsonb_typeof(evidence), evidence #>> '{checks,0,status}' FROM drill_runs WHERE id = 'run-1'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!((kind.as_str(), status.as_str()), ("object", "fail"));
+        conn.close().await.unwrap();
+    })
+    .catch_unwind()
+    .await;
+    finish(fx, outcome).await;
 }

@@ -1,4 +1,5 @@
-//! The catalog: a database of history (snapshots taken, runs of backups, restores and verifies).
+//! The catalog: a database of history (snapshots taken, runs of backups, restores and verifies,
+//! runs of recovery drills).
 //!
 //! The catalog is history and cache; the repository is the truth. Snapshots can always be
 //! recreated from the repository (`lifeboat catalog rebuild`, through
@@ -95,6 +96,14 @@ pub trait Catalog: Send + Sync {
     /// Newest first (by finished_at, then id), at most `limit`.
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, CatalogError>;
 
+    /// History of recovery drills, keyed by the run id the drill gives itself. Inserts, or replaces
+    /// the whole record when the id is already there, so that `catalog rebuild` can re-import a
+    /// run's evidence without duplicating it.
+    async fn record_drill_run(&self, r: &DrillRunRecord) -> Result<(), CatalogError>;
+
+    /// Newest first (by started_at, then id), at most `limit`.
+    async fn drill_runs(&self, filter: &DrillRunFilter) -> Result<Vec<DrillRunRecord>, CatalogError>;
+
     /// Closes the connections now (rather than whenever the value is dropped), so that SQLite can
     /// checkpoint its WAL and PostgreSQL sees the sessions end. Later calls fail.
     async fn close(&self);
@@ -171,6 +180,57 @@ pub struct RunFilter {
     pub limit: Option<u32>,
 }
 
+/// How a drill run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrillVerdict {
+    /// Restored, every check passed, RTO and RPO within the SLA.
+    Pass,
+    /// Restored, but a check failed.
+    Fail,
+    /// Checks passed, but the measured RTO or RPO exceeded the SLA.
+    SlaBreach,
+    /// The drill could not be carried out (no snapshot selected, restore failed, ...).
+    Error,
+}
+
+/// One run of a recovery drill: a snapshot restored into scratch, checked, and its RTO and RPO
+/// measured against the SLA. Durations are seconds; they must be finite and not negative.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillRunRecord {
+    /// The run id, e.g. "20261124T030000Z-1a2b3c4d"; unique, never empty.
+    pub id: String,
+    pub drill: String,
+    pub source: String,
+    pub repository: String,
+    /// `None` when snapshot selection failed.
+    pub snapshot_id: Option<String>,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    pub verdict: DrillVerdict,
+    /// Measured RTO; `None` if not measured.
+    pub rto_seconds: Option<f64>,
+    /// Achieved RPO; `None` if not measured.
+    pub rpo_seconds: Option<f64>,
+    pub sla_rto_seconds: Option<f64>,
+    pub sla_rpo_seconds: Option<f64>,
+    /// Why the run failed or erred, short.
+    pub detail: Option<String>,
+    /// The full result document (phases, checks). Stored as JSON text on SQLite and as JSONB on
+    /// PostgreSQL, which keeps the meaning but not the spelling: key order is not kept, and a
+    /// whole-number float from 1e16 up to `u64::MAX` comes back as an integer (serde_json writes
+    /// "1e16", JSONB returns 10000000000000000). A string or key containing U+0000 cannot be
+    /// stored (JSONB refuses it), on either backend.
+    pub evidence: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillRunFilter {
+    pub drill: Option<String>,
+    pub source: Option<String>,
+    pub limit: Option<u32>,
+}
+
 // The stored spellings are the serde ones, so JSON output and raw SQL agree.
 impl RunKind {
     pub fn as_str(self) -> &'static str {
@@ -191,6 +251,17 @@ impl RunStatus {
     }
 }
 
+impl DrillVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillVerdict::Pass => "pass",
+            DrillVerdict::Fail => "fail",
+            DrillVerdict::SlaBreach => "sla-breach",
+            DrillVerdict::Error => "error",
+        }
+    }
+}
+
 impl fmt::Display for RunKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -198,6 +269,12 @@ impl fmt::Display for RunKind {
 }
 
 impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for DrillVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -222,6 +299,21 @@ impl FromStr for RunStatus {
             "ok" => Ok(RunStatus::Ok),
             "failed" => Ok(RunStatus::Failed),
             _ => Err(format!("unknown run status {s:?}; expected ok or failed")),
+        }
+    }
+}
+
+impl FromStr for DrillVerdict {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pass" => Ok(DrillVerdict::Pass),
+            "fail" => Ok(DrillVerdict::Fail),
+            "sla-breach" => Ok(DrillVerdict::SlaBreach),
+            "error" => Ok(DrillVerdict::Error),
+            _ => Err(format!(
+                "unknown drill verdict {s:?}; expected pass, fail, sla-breach or error"
+            )),
         }
     }
 }

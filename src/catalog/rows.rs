@@ -6,14 +6,20 @@
 //!   a record reads back exactly equal to what was written (PostgreSQL's timestamptz keeps only
 //!   microseconds, and sqlx 0.9 has no jiff codec); integers also sort and compare the same way in
 //!   both databases without any text-format or time-zone subtleties. The cost is a range of
-//!   1677-09-21 to 2262-04-11, which is checked, and less readable raw SQL.
+//!   1677-09-21 to 2262-04-11, which is checked, and less readable raw SQL;
+//! - durations are DOUBLE PRECISION / REAL seconds, finite and not negative (checked both ways);
+//! - a drill run's evidence is JSONB on PostgreSQL and JSON text on SQLite, both read and written
+//!   through sqlx's `Json`, after refusing U+0000 (which JSONB cannot hold) on both.
 
 use jiff::Timestamp;
 
-use super::{CatalogError, RunKind, RunRecord, RunStatus, SnapshotRecord};
+use sqlx::types::Json;
+
+use super::{CatalogError, DrillRunRecord, DrillVerdict, RunKind, RunRecord, RunStatus, SnapshotRecord};
 
 const U64_RANGE: &str = "integers from 0 to 9223372036854775807";
 const TS_RANGE: &str = "times from 1677-09-21 to 2262-04-11 UTC";
+const SECONDS_RANGE: &str = "finite numbers of seconds from 0 up";
 
 /// The snapshot columns, in the order [`SnapshotParams`] binds them and [`SnapshotRow`] reads them.
 macro_rules! snapshot_columns {
@@ -32,6 +38,15 @@ macro_rules! run_columns {
     };
 }
 pub(crate) use run_columns;
+
+/// The drill run columns, in the order the backends bind them and [`DrillRunRow`] reads them.
+macro_rules! drill_run_columns {
+    () => {
+        "id, drill, source, repository, snapshot_id, started_at_ns, finished_at_ns, verdict, \
+         rto_seconds, rpo_seconds, sla_rto_seconds, sla_rpo_seconds, detail, evidence"
+    };
+}
+pub(crate) use drill_run_columns;
 
 pub(crate) fn u64_to_db(field: &'static str, v: u64) -> Result<i64, CatalogError> {
     i64::try_from(v).map_err(|_| CatalogError::OutOfRange {
@@ -57,6 +72,39 @@ fn ts_from_db(target: &str, field: &str, ns: i64) -> Result<Timestamp, CatalogEr
     // Every i64 of nanoseconds lies inside jiff's range; the error path is for completeness.
     Timestamp::from_nanosecond(i128::from(ns))
         .map_err(|e| CatalogError::corrupt(target, format!("{field} = {ns} ({e})")))
+}
+
+fn seconds_to_db(field: &'static str, v: Option<f64>) -> Result<Option<f64>, CatalogError> {
+    match v {
+        // NaN fails this test too; SQLite would store it as NULL.
+        Some(s) if !(s.is_finite() && s >= 0.0) => Err(CatalogError::OutOfRange {
+            field,
+            value: s.to_string(),
+            range: SECONDS_RANGE,
+        }),
+        _ => Ok(v),
+    }
+}
+
+fn seconds_from_db(target: &str, field: &str, v: Option<f64>) -> Result<Option<f64>, CatalogError> {
+    match v {
+        Some(s) if !(s.is_finite() && s >= 0.0) => Err(CatalogError::corrupt(
+            target,
+            format!("{field} = {s} (not a finite number of seconds from 0 up)"),
+        )),
+        _ => Ok(v),
+    }
+}
+
+/// Whether a JSON string or object key anywhere in `v` contains U+0000.
+fn json_has_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(json_has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || json_has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 fn non_empty(what: &'static str, v: &str) -> Result<(), CatalogError> {
@@ -217,6 +265,102 @@ impl RunRow {
             finished_at: ts_from_db(target, "finished_at_ns", self.finished_at_ns)?,
             status,
             detail: self.detail,
+        })
+    }
+}
+
+/// A drill run's values, checked and converted, ready to bind in [`drill_run_columns`] order.
+pub(crate) struct DrillRunParams<'a> {
+    pub id: &'a str,
+    pub drill: &'a str,
+    pub source: &'a str,
+    pub repository: &'a str,
+    pub snapshot_id: Option<&'a str>,
+    pub started_at_ns: i64,
+    pub finished_at_ns: i64,
+    pub verdict: &'static str,
+    pub rto_seconds: Option<f64>,
+    pub rpo_seconds: Option<f64>,
+    pub sla_rto_seconds: Option<f64>,
+    pub sla_rpo_seconds: Option<f64>,
+    pub detail: Option<&'a str>,
+    pub evidence: Json<&'a serde_json::Value>,
+}
+
+impl<'a> DrillRunParams<'a> {
+    pub(crate) fn new(r: &'a DrillRunRecord) -> Result<Self, CatalogError> {
+        // The id is the key: an empty one would be one row that every id-less run overwrites.
+        non_empty("a drill run with an empty id", &r.id)?;
+        // JSONB cannot hold U+0000; refused on SQLite too, so that both backends agree.
+        if json_has_nul(&r.evidence) {
+            return Err(CatalogError::InvalidRecord {
+                what: "a drill run whose evidence contains the character U+0000",
+            });
+        }
+        Ok(DrillRunParams {
+            id: &r.id,
+            drill: &r.drill,
+            source: &r.source,
+            repository: &r.repository,
+            snapshot_id: r.snapshot_id.as_deref(),
+            started_at_ns: ts_to_db("started_at", r.started_at)?,
+            finished_at_ns: ts_to_db("finished_at", r.finished_at)?,
+            verdict: r.verdict.as_str(),
+            rto_seconds: seconds_to_db("rto_seconds", r.rto_seconds)?,
+            rpo_seconds: seconds_to_db("rpo_seconds", r.rpo_seconds)?,
+            sla_rto_seconds: seconds_to_db("sla_rto_seconds", r.sla_rto_seconds)?,
+            sla_rpo_seconds: seconds_to_db("sla_rpo_seconds", r.sla_rpo_seconds)?,
+            detail: r.detail.as_deref(),
+            evidence: Json(&r.evidence),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DrillRunRow {
+    id: String,
+    drill: String,
+    source: String,
+    repository: String,
+    snapshot_id: Option<String>,
+    started_at_ns: i64,
+    finished_at_ns: i64,
+    verdict: String,
+    rto_seconds: Option<f64>,
+    rpo_seconds: Option<f64>,
+    sla_rto_seconds: Option<f64>,
+    sla_rpo_seconds: Option<f64>,
+    detail: Option<String>,
+    evidence: Json<serde_json::Value>,
+}
+
+impl DrillRunRow {
+    pub(crate) fn into_record(self, target: &str) -> Result<DrillRunRecord, CatalogError> {
+        // Like run kinds: plain TEXT without a CHECK, so a newer lifeboat may add a verdict.
+        let verdict: DrillVerdict = self.verdict.parse().map_err(|_| CatalogError::Corrupt {
+            target: target.to_owned(),
+            what: format!(
+                "drill run {} with verdict {:?}, unknown to this lifeboat",
+                self.id, self.verdict
+            ),
+            fix: "upgrade lifeboat to the version that wrote this catalog",
+        })?;
+        let secs = |field: &str, v: Option<f64>| seconds_from_db(target, field, v);
+        Ok(DrillRunRecord {
+            started_at: ts_from_db(target, "started_at_ns", self.started_at_ns)?,
+            finished_at: ts_from_db(target, "finished_at_ns", self.finished_at_ns)?,
+            rto_seconds: secs("rto_seconds", self.rto_seconds)?,
+            rpo_seconds: secs("rpo_seconds", self.rpo_seconds)?,
+            sla_rto_seconds: secs("sla_rto_seconds", self.sla_rto_seconds)?,
+            sla_rpo_seconds: secs("sla_rpo_seconds", self.sla_rpo_seconds)?,
+            verdict,
+            id: self.id,
+            drill: self.drill,
+            source: self.source,
+            repository: self.repository,
+            snapshot_id: self.snapshot_id,
+            detail: self.detail,
+            evidence: self.evidence.0,
         })
     }
 }

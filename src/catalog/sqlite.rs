@@ -7,8 +7,14 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 use super::error::Scrubber;
-use super::rows::{self, RunParams, RunRow, SnapshotParams, SnapshotRow, run_columns, snapshot_columns};
-use super::{Catalog, CatalogError, MAX_CANDIDATES, RunFilter, RunRecord, SnapshotFilter, SnapshotRecord};
+use super::rows::{
+    self, DrillRunParams, DrillRunRow, RunParams, RunRow, SnapshotParams, SnapshotRow, drill_run_columns, run_columns,
+    snapshot_columns,
+};
+use super::{
+    Catalog, CatalogError, DrillRunFilter, DrillRunRecord, MAX_CANDIDATES, RunFilter, RunRecord, SnapshotFilter,
+    SnapshotRecord,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -137,6 +143,20 @@ const UPSERT_SNAPSHOT: &str = concat!(
      stream_sha256 = excluded.stream_sha256, consistent_point = excluded.consistent_point, \
      server_version = excluded.server_version, tool_version = excluded.tool_version, \
      table_count = excluded.table_count, row_count = excluded.row_count"
+);
+
+const UPSERT_DRILL_RUN: &str = concat!(
+    "INSERT INTO drill_runs (",
+    drill_run_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+     ON CONFLICT (id) DO UPDATE SET \
+     drill = excluded.drill, source = excluded.source, repository = excluded.repository, \
+     snapshot_id = excluded.snapshot_id, \
+     started_at_ns = excluded.started_at_ns, finished_at_ns = excluded.finished_at_ns, \
+     verdict = excluded.verdict, rto_seconds = excluded.rto_seconds, \
+     rpo_seconds = excluded.rpo_seconds, sla_rto_seconds = excluded.sla_rto_seconds, \
+     sla_rpo_seconds = excluded.sla_rpo_seconds, detail = excluded.detail, \
+     evidence = excluded.evidence"
 );
 
 #[async_trait::async_trait]
@@ -271,6 +291,46 @@ impl Catalog for SqliteCatalog {
         .fetch_all(&self.pool)
         .await
         .map_err(self.err("run listing"))?;
+        rows.into_iter().map(|r| r.into_record(&self.target)).collect()
+    }
+
+    async fn record_drill_run(&self, r: &DrillRunRecord) -> Result<(), CatalogError> {
+        let p = DrillRunParams::new(r)?;
+        sqlx::query(UPSERT_DRILL_RUN)
+            .bind(p.id)
+            .bind(p.drill)
+            .bind(p.source)
+            .bind(p.repository)
+            .bind(p.snapshot_id)
+            .bind(p.started_at_ns)
+            .bind(p.finished_at_ns)
+            .bind(p.verdict)
+            .bind(p.rto_seconds)
+            .bind(p.rpo_seconds)
+            .bind(p.sla_rto_seconds)
+            .bind(p.sla_rpo_seconds)
+            .bind(p.detail)
+            .bind(p.evidence)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("record_drill_run"))?;
+        Ok(())
+    }
+
+    async fn drill_runs(&self, filter: &DrillRunFilter) -> Result<Vec<DrillRunRecord>, CatalogError> {
+        let rows: Vec<DrillRunRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            drill_run_columns!(),
+            " FROM drill_runs \
+             WHERE (?1 IS NULL OR drill = ?1) AND (?2 IS NULL OR source = ?2) \
+             ORDER BY started_at_ns DESC, id DESC LIMIT ?3"
+        ))
+        .bind(filter.drill.as_deref())
+        .bind(filter.source.as_deref())
+        .bind(rows::sqlite_limit(filter.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.err("drill run listing"))?;
         rows.into_iter().map(|r| r.into_record(&self.target)).collect()
     }
 

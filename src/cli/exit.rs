@@ -14,6 +14,8 @@ pub enum Exit {
     Usage = 2,
     Refused = 3,
     Damage = 4,
+    /// `drill run`: measured, checked, but outside the SLA.
+    SlaBreach = 5,
 }
 
 impl From<Exit> for ExitCode {

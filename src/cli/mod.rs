@@ -3,6 +3,7 @@
 mod check_config;
 mod context;
 mod demo;
+mod drill_cmds;
 mod exit;
 mod progress;
 mod render;
@@ -21,7 +22,9 @@ Exit codes:
   1  the operation failed (database or storage unreachable, tool failed, ...)
   2  bad usage or bad configuration (nothing was done)
   3  refused by a safety rule (nothing was written)
-  4  damage found: missing or corrupt backup objects, or restored data that does not match
+  4  damage found: missing or corrupt backup objects, or restored data that does not match;
+     for `drill run`: the drill's verdict is `fail`
+  5  `drill run`: every check passed but RTO or RPO exceeded the SLA (`sla-breach`)
 
 Environment:
   LIFEBOAT_CONFIG  config file (default config/lifeboat.yaml)
@@ -123,6 +126,13 @@ With --jobs > 1 the archive is fetched and verified into --work-dir first, then 
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// Recovery drills: restore into a throwaway scratch environment, check, measure RTO/RPO.
+    Drill {
+        #[command(subcommand)]
+        action: DrillAction,
+    },
+    /// Per source: the SLA's RTO/RPO, the last measured, p50/p95 over recent drills, share within SLA.
+    Sla,
     /// The catalog: history and cache; the repositories are the truth.
     Catalog {
         #[command(subcommand)]
@@ -130,6 +140,33 @@ With --jobs > 1 the archive is fetched and verified into --work-dir first, then 
     },
     /// Validate the config: every problem with file:line:column and the fix.
     CheckConfig,
+}
+
+#[derive(Subcommand, Debug)]
+enum DrillAction {
+    /// Run one drill now (its schedule is for the daemon). Verdict exit codes: pass 0, error 1,
+    /// fail 4, sla-breach 5.
+    #[command(
+        after_help = "Examples:\n  lifeboat drill run rental-nightly\n  lifeboat drill run rental-nightly --negative-control\n\n\
+Phases: select, provision, fetch-and-verify, restore, checks, teardown. RTO is the wall time from the start \
+until the checks passed; RPO is the age of the restored snapshot at the start. The result is recorded in the \
+catalog and, as evidence, in the repository."
+    )]
+    Run {
+        name: String,
+        /// Delete a row from the restored copy before the checks: succeeds only if the drill then fails,
+        /// proving the checks can catch lost data.
+        #[arg(long)]
+        negative_control: bool,
+    },
+    /// The drills defined in the drills directory, with their last verdict.
+    List,
+    /// Past runs of one drill, newest first.
+    History {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,6 +228,16 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                 Command::Catalog {
                     action: CatalogAction::Rebuild,
                 } => repo_cmds::catalog_rebuild(&ctx, &out).await,
+                Command::Drill {
+                    action: DrillAction::Run { name, negative_control },
+                } => drill_cmds::run_drill(&ctx, &name, negative_control, &out).await,
+                Command::Drill {
+                    action: DrillAction::List,
+                } => drill_cmds::list(&ctx, &out).await,
+                Command::Drill {
+                    action: DrillAction::History { name, limit },
+                } => drill_cmds::history(&ctx, &name, limit, &out).await,
+                Command::Sla => drill_cmds::sla(&ctx, &out).await,
                 Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),
             }
         }

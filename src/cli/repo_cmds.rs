@@ -406,7 +406,7 @@ pub async fn restore(
     let (repo_name, repo, manifest) = locate(ctx, snapshot, None).await?;
     // The source's own DSN is refused even when the server's identity cannot be read.
     if let Some(src) = ctx.config.sources.get(&manifest.source)
-        && same_database(&src.dsn, &into_dsn)
+        && engine::same_database(&manifest.engine, &src.dsn, &into_dsn)
     {
         return Err(CliError::new(
             Exit::Refused,
@@ -483,24 +483,6 @@ pub async fn restore(
     Ok(Exit::Ok)
 }
 
-/// Whether two DSNs name the same database on the same server (host, port and database name).
-fn same_database(a: &url::Url, b: &url::Url) -> bool {
-    fn key(u: &url::Url) -> (String, u16, String) {
-        let q = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.to_string());
-        let host = q("host")
-            .or_else(|| u.host_str().map(str::to_owned))
-            .unwrap_or_else(|| "localhost".into());
-        let host = match host.as_str() {
-            "127.0.0.1" | "::1" | "[::1]" => "localhost".to_string(),
-            _ => host,
-        };
-        let port = q("port").and_then(|p| p.parse().ok()).or(u.port()).unwrap_or(5432);
-        let db = q("dbname").unwrap_or_else(|| u.path().trim_start_matches('/').to_string());
-        (host, port, db)
-    }
-    key(a) == key(b)
-}
-
 pub async fn catalog_rebuild(ctx: &Context, out: &Output) -> Result<Exit, CliError> {
     let catalog = ctx.catalog().await?;
     let mut summary = Vec::new();
@@ -508,50 +490,30 @@ pub async fn catalog_rebuild(ctx: &Context, out: &Output) -> Result<Exit, CliErr
     for name in ctx.repository_names(None)? {
         let repo = ctx.repository(&name).await?;
         let (count, bad) = ops::rebuild_catalog(&name, &repo, catalog.as_ref()).await?;
-        for e in &bad {
+        // Drill history comes back from the evidence the repository keeps.
+        let (drills, bad_evidence) = crate::drill::record::rebuild(&repo, catalog.as_ref())
+            .await
+            .map_err(|e| CliError::new(Exit::Failed, format!("re-importing drill evidence from {name}: {e}")))?;
+        let mut skipped: Vec<String> = bad.iter().map(|e| e.to_string()).collect();
+        skipped.extend(bad_evidence);
+        for e in &skipped {
             eprintln!("warning: not catalogued: {e}");
         }
-        damaged |= !bad.is_empty();
+        damaged |= !skipped.is_empty();
         if !out.json {
             println!(
-                "repository {name}: {count} snapshots catalogued{}",
-                if bad.is_empty() {
+                "repository {name}: {count} snapshots and {drills} drill runs catalogued{}",
+                if skipped.is_empty() {
                     String::new()
                 } else {
-                    format!(", {} damaged manifests skipped", bad.len())
+                    format!(", {} damaged objects skipped", skipped.len())
                 }
             );
         }
-        summary.push(json!({"repository": name, "snapshots": count, "damaged": bad.iter().map(|e| e.to_string()).collect::<Vec<_>>()}));
+        summary.push(json!({"repository": name, "snapshots": count, "drill_runs": drills, "damaged": skipped}));
     }
     if out.json {
         out.json(&summary);
     }
     Ok(if damaged { Exit::Damage } else { Exit::Ok })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::same_database;
-
-    #[test]
-    fn same_database_normalises_loopback_ports_and_sockets() {
-        let u = |s: &str| url::Url::parse(s).unwrap();
-        assert!(same_database(
-            &u("postgres://a@127.0.0.1/orders"),
-            &u("postgres://b@localhost:5432/orders")
-        ));
-        assert!(!same_database(
-            &u("postgres://a@127.0.0.1/orders"),
-            &u("postgres://a@127.0.0.1/orders_check")
-        ));
-        assert!(same_database(
-            &u("postgresql:///x?host=/tmp/s&port=7000"),
-            &u("postgresql://u@localhost/x?host=/tmp/s&port=7000")
-        ));
-        assert!(!same_database(
-            &u("postgresql:///x?host=/tmp/s&port=7000"),
-            &u("postgresql:///x?host=/tmp/s&port=7001")
-        ));
-    }
 }

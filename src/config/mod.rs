@@ -27,6 +27,13 @@ pub use error::{ConfigError, Position, Problem};
 pub use model::{CatalogConfig, Config, EncryptionConfig, RepositoryConfig, SourceConfig, SourceKind};
 pub use secret::{Secret, SecretRef};
 
+// Shared with the drill files' loader (`crate::drill::spec`), which reports problems the
+// same way and follows the same rules for names, paths, secrets and environments.
+pub(crate) use check::Target;
+pub(crate) use error::{backticked, did_you_mean, sort_problems};
+pub(crate) use syntax::yaml_problem;
+pub(crate) use validate::{Validator, pos};
+
 /// Reads, parses and validates the config file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_str(&read(path)?, path)

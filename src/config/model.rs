@@ -18,6 +18,9 @@ pub struct Config {
     pub path: PathBuf,
     /// Where the daemon keeps its local state; absolute.
     pub state_dir: PathBuf,
+    /// Where the drill files (`*.yaml`, `*.yml`) are; absolute. Default: `drills` beside
+    /// the config file.
+    pub drills_dir: PathBuf,
     /// `None`: the catalog is SQLite at `state_dir/catalog.db`.
     pub catalog: Option<CatalogConfig>,
     pub repositories: BTreeMap<String, RepositoryConfig>,
@@ -150,6 +153,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("path", &self.path)
             .field("state_dir", &self.state_dir)
+            .field("drills_dir", &self.drills_dir)
             .field("catalog", &self.catalog)
             .field("repositories", &self.repositories)
             .field("sources", &self.sources)

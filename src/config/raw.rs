@@ -21,6 +21,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub state_dir: Option<S<String>>,
     #[serde(default)]
+    pub drills_dir: Option<S<String>>,
+    #[serde(default)]
     pub catalog: Option<S<RawCatalog>>,
     #[serde(default)]
     pub repositories: Option<S<Named<RawRepository>>>,

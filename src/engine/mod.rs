@@ -134,6 +134,48 @@ pub trait Engine: Send + Sync {
     async fn fingerprint(&self) -> Result<Fingerprint, EngineError>;
     /// Marks a database whose restore failed midway so nobody mistakes it for a good copy.
     async fn mark_incomplete(&self, note: &str) -> Result<(), EngineError>;
+
+    // --- What recovery drills ask of a restored copy.
+
+    /// The first column of the first row of an operator's query, as text (`None` for SQL NULL).
+    async fn query_text(&self, sql: &str) -> Result<Option<String>, EngineError>;
+    /// An operator's query that returns one timestamp (e.g. `select max(created_at) from t`).
+    async fn query_timestamp(&self, sql: &str) -> Result<Option<jiff::Timestamp>, EngineError>;
+    /// Structural index checks where the server offers them.
+    async fn amcheck(&self) -> Result<AmcheckOutcome, EngineError>;
+    /// Deletes one row of `table`, so a negative control can prove the checks notice lost data.
+    async fn delete_one_row(&self, schema: &str, table: &str) -> Result<(), EngineError>;
+    /// Creates an empty database on this server and returns an endpoint for it.
+    async fn create_database(&self, name: &str) -> Result<Endpoint, EngineError>;
+    /// Drops a database on this server (forcing out its sessions).
+    async fn drop_database(&self, name: &str) -> Result<(), EngineError>;
+}
+
+/// What `amcheck` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AmcheckOutcome {
+    /// Every B-tree index was checked and found sound.
+    Sound { indexes: u64 },
+    /// An index failed its check.
+    Corrupt { detail: String },
+    /// The check cannot run here (e.g. the extension is not installed).
+    Unavailable { reason: String },
+}
+
+/// Whether two DSNs of a kind name the same database on the same server, however they are spelled.
+pub fn same_database(kind: &str, a: &Url, b: &Url) -> bool {
+    match kind {
+        "postgres" | "postgresql" => postgres::dsn::same_database(a, b),
+        _ => a == b,
+    }
+}
+
+/// Whether two DSNs of a kind reach the same server.
+pub fn same_server(kind: &str, a: &Url, b: &Url) -> bool {
+    match kind {
+        "postgres" | "postgresql" => postgres::dsn::same_server(a, b),
+        _ => a.host_str() == b.host_str() && a.port() == b.port(),
+    }
 }
 
 /// Builds the engine for a source kind.
@@ -170,6 +212,10 @@ pub enum EngineError {
         "the role in {dsn} cannot read {tables}; fix: GRANT SELECT on them (or grant pg_read_all_data) to the backup role"
     )]
     Privileges { dsn: String, tables: String },
+    #[error(
+        "check query on {dsn} failed: {detail}; fix: run the query by hand against a restored copy and correct it in the drill file"
+    )]
+    Check { dsn: String, detail: String },
     #[error("database kind `{kind}` is not supported yet; fix: use kind: postgres")]
     Unsupported { kind: String },
 }

@@ -5,10 +5,9 @@
 //! truncated or altered manifest is detected even when it still parses as JSON.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 
 use super::chunk::ChunkId;
+use super::sealed;
 use super::{RepoError, Result};
 
 pub const MANIFEST_VERSION: u32 = 1;
@@ -99,13 +98,6 @@ impl Fingerprint {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope<'a> {
-    sha256: String,
-    #[serde(borrow)]
-    manifest: &'a RawValue,
-}
-
 pub fn object_path(source: &str, id: &str) -> String {
     format!("snapshots/{source}/{id}.json")
 }
@@ -117,17 +109,13 @@ pub fn new_snapshot_id(at: jiff::Timestamp) -> String {
 }
 
 impl Manifest {
+    /// The SHA-256 of this manifest's stored body: what drill evidence cites as the manifest it tested.
+    pub fn digest(&self) -> String {
+        sealed::digest(&serde_json::to_string(self).expect("manifest serializes"))
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
-        let inner = serde_json::to_string(self).expect("manifest serializes");
-        let sha = hex::encode(Sha256::digest(inner.as_bytes()));
-        let raw = RawValue::from_string(inner).expect("valid JSON");
-        let mut out = serde_json::to_vec_pretty(&Envelope {
-            sha256: sha,
-            manifest: &raw,
-        })
-        .expect("serializes");
-        out.push(b'\n');
-        out
+        sealed::seal("manifest", &serde_json::to_string(self).expect("manifest serializes"))
     }
 
     /// Parses and checks a stored manifest; `object` names it in errors.
@@ -136,12 +124,8 @@ impl Manifest {
             object: object.to_string(),
             detail,
         };
-        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| corrupt(format!("unreadable manifest: {e}")))?;
-        let actual = hex::encode(Sha256::digest(env.manifest.get().as_bytes()));
-        if actual != env.sha256 {
-            return Err(corrupt("manifest checksum mismatch (altered or damaged)".into()));
-        }
-        let version = serde_json::from_str::<serde_json::Value>(env.manifest.get())
+        let body = sealed::unseal(object, bytes, "manifest")?;
+        let version = serde_json::from_str::<serde_json::Value>(body.get())
             .ok()
             .and_then(|v| v.get("version").and_then(|v| v.as_u64()));
         if version != Some(MANIFEST_VERSION as u64) {
@@ -149,7 +133,7 @@ impl Manifest {
                 "manifest version {version:?} is not {MANIFEST_VERSION}; a newer lifeboat may have written it"
             )));
         }
-        let m: Manifest = serde_json::from_str(env.manifest.get()).map_err(|e| corrupt(e.to_string()))?;
+        let m: Manifest = serde_json::from_str(body.get()).map_err(|e| corrupt(e.to_string()))?;
         if object_path(&m.source, &m.id)
             != object
                 .rsplit_once("snapshots/")

@@ -4,6 +4,7 @@
 //! lifeboat.repo.json                 format version, id, chunker parameters, encryption
 //! chunks/<aa>/<address>              zstd (then age) encoded chunk; address = SHA-256 or HMAC
 //! snapshots/<source>/<id>.json       a manifest: the commit point, written last, create-only
+//! evidence/<source>/<run-id>.json    a drill's result, naming the snapshot and manifest digest it tested
 //! ```
 //!
 //! Every object is written once and never rewritten, so a repository works on object-locked (WORM)
@@ -11,9 +12,11 @@
 
 mod chunk;
 mod error;
+mod evidence;
 mod format;
 mod manifest;
 mod reader;
+mod sealed;
 mod verify;
 mod writer;
 
@@ -214,17 +217,21 @@ impl Repository {
 
     /// Lists every snapshot manifest path (not parsed).
     pub async fn manifest_paths(&self, source: Option<&str>) -> Result<Vec<String>> {
-        let prefix = match source {
-            Some(s) => StorePath::from(format!("snapshots/{s}")),
-            None => StorePath::from("snapshots"),
-        };
+        match source {
+            Some(s) => self.list_json(&format!("snapshots/{s}")).await,
+            None => self.list_json("snapshots").await,
+        }
+    }
+
+    /// The `.json` objects under a prefix, sorted.
+    async fn list_json(&self, prefix: &str) -> Result<Vec<String>> {
         let mut paths: Vec<String> = self
             .store
-            .list(Some(&prefix))
+            .list(Some(&StorePath::from(prefix)))
             .map_ok(|m| m.location.to_string())
             .try_collect()
             .await
-            .map_err(|e| RepoError::storage("snapshots/", e))?;
+            .map_err(|e| RepoError::storage(format!("{prefix}/"), e))?;
         paths.retain(|p| p.ends_with(".json"));
         paths.sort();
         Ok(paths)

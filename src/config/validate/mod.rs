@@ -103,7 +103,7 @@ impl Validated {
     }
 }
 
-fn pos<T>(s: &S<T>) -> Option<Position> {
+pub(crate) fn pos<T>(s: &S<T>) -> Option<Position> {
     Position::from_saphyr(s.referenced)
 }
 
@@ -114,17 +114,20 @@ fn in_file_order<T>(map: &Named<T>) -> Vec<(&S<String>, &S<T>)> {
     entries
 }
 
-struct Validator<'a> {
-    file: &'a Path,
+/// Collects problems while turning raw values into typed ones. Also used by the drill
+/// files' loader (`crate::drill::spec`), which shares the rules for paths, names, secrets
+/// and environments.
+pub(crate) struct Validator<'a> {
+    pub(crate) file: &'a Path,
     /// The config file's directory, absolute: relative paths in the file start here.
     base: PathBuf,
-    problems: Vec<Problem>,
+    pub(crate) problems: Vec<Problem>,
     /// Every secret reference and checked path read so far, valid config or not.
     checks: Vec<Check>,
 }
 
 impl<'a> Validator<'a> {
-    fn new(file: &'a Path) -> Validator<'a> {
+    pub(crate) fn new(file: &'a Path) -> Validator<'a> {
         let dir = match file.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
@@ -139,7 +142,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn report(&mut self, at: Option<Position>, message: impl Into<String>, fix: impl Into<String>) {
+    pub(crate) fn report(&mut self, at: Option<Position>, message: impl Into<String>, fix: impl Into<String>) {
         self.problems.push(Problem::new(self.file, at, message, fix));
     }
 
@@ -171,6 +174,10 @@ impl<'a> Validator<'a> {
         if let Some(dir) = &state_dir {
             self.check("state_dir".into(), at, Target::StateDir(dir.clone()));
         }
+        let drills_dir = match &raw.drills_dir {
+            Some(s) => self.path("drills_dir", s),
+            None => Some(self.base.join("drills")),
+        };
         let catalog = raw.catalog.as_ref().map(|c| self.catalog(c));
 
         let mut repositories = BTreeMap::new();
@@ -212,6 +219,7 @@ impl<'a> Validator<'a> {
         Some(Config {
             path: self.file.to_path_buf(),
             state_dir: state_dir?,
+            drills_dir: drills_dir?,
             catalog: match catalog {
                 None => None,
                 Some(c) => Some(c?),
@@ -224,7 +232,7 @@ impl<'a> Validator<'a> {
     }
 
     /// A path value; relative paths resolve against the config file's directory.
-    fn path(&mut self, key: &str, s: &S<String>) -> Option<PathBuf> {
+    pub(crate) fn path(&mut self, key: &str, s: &S<String>) -> Option<PathBuf> {
         let text = s.value.trim();
         if text.is_empty() {
             self.report(
@@ -252,7 +260,7 @@ impl<'a> Validator<'a> {
 
     /// A name used as a map key; names end up in CLI arguments, API paths and repository
     /// paths, so they are kept to characters that are safe in all three.
-    fn name(&mut self, what: &str, key: &S<String>) -> bool {
+    pub(crate) fn name(&mut self, what: &str, key: &S<String>) -> bool {
         let n = &key.value;
         let ok = (1..=63).contains(&n.len())
             && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -314,7 +322,7 @@ impl<'a> Validator<'a> {
 
     /// `<prefix>_env` / `<prefix>_file`: at most one of the two. Records a check of the
     /// reference (`target` says which) under `record_as`, at the position of the key given.
-    fn secret_ref(
+    pub(crate) fn secret_ref(
         &mut self,
         prefix: &str,
         env: &Option<S<String>>,

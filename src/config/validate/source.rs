@@ -173,7 +173,7 @@ impl Validator<'_> {
         Some(url)
     }
 
-    fn environment(&mut self, e: &S<String>) -> Option<String> {
+    pub(crate) fn environment(&mut self, e: &S<String>) -> Option<String> {
         let text = e.value.trim();
         if !text.is_empty()
             && text

@@ -4,6 +4,7 @@
 //! that snapshot, and the row counts of the fingerprint are taken inside the same transaction while the
 //! dump runs. The transaction stays open until pg_dump has exited.
 
+pub(crate) mod dsn;
 mod tools;
 
 use std::process::Stdio;
@@ -15,8 +16,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::{
-    BackupHandle, DatabaseIdentity, Endpoint, Engine, EngineError, RestoreHandle, RestoreInput, RestoreOptions,
-    RunningBackup, RunningRestore, TargetState, redact,
+    AmcheckOutcome, BackupHandle, DatabaseIdentity, Endpoint, Engine, EngineError, RestoreHandle, RestoreInput,
+    RestoreOptions, RunningBackup, RunningRestore, TargetState, redact,
 };
 use crate::repo::{BackupFacts, Fingerprint, TableRows};
 
@@ -339,6 +340,99 @@ impl Engine for Postgres {
         Ok(Fingerprint { tables })
     }
 
+    async fn query_text(&self, sql: &str) -> Result<Option<String>, EngineError> {
+        let mut conn = self.connect().await?;
+        query_text_on(&mut conn, sql).await.map_err(self.check_err())
+    }
+
+    async fn query_timestamp(&self, sql: &str) -> Result<Option<jiff::Timestamp>, EngineError> {
+        let mut conn = self.connect().await?;
+        let wrapped = format!(
+            "select extract(epoch from (({})))::float8",
+            sql.trim().trim_end_matches(';')
+        );
+        let epoch: Option<f64> = sqlx::query_scalar(AssertSqlSafe(wrapped))
+            .fetch_one(&mut conn)
+            .await
+            .map_err(self.check_err())?;
+        Ok(epoch.and_then(|e| jiff::Timestamp::from_microsecond((e * 1e6) as i64).ok()))
+    }
+
+    async fn amcheck(&self) -> Result<AmcheckOutcome, EngineError> {
+        let mut conn = self.connect().await?;
+        let available: bool =
+            sqlx::query_scalar("select exists (select 1 from pg_available_extensions where name = 'amcheck')")
+                .fetch_one(&mut conn)
+                .await
+                .map_err(self.query_err())?;
+        if !available {
+            return Ok(AmcheckOutcome::Unavailable {
+                reason: "the amcheck extension is not installed on this server".into(),
+            });
+        }
+        // The database is a throwaway copy: installing the extension in it is harmless.
+        if let Err(e) = sqlx::raw_sql("create extension if not exists amcheck")
+            .execute(&mut conn)
+            .await
+        {
+            return Ok(AmcheckOutcome::Unavailable {
+                reason: format!("cannot create extension amcheck: {e}"),
+            });
+        }
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "select format('%I.%I', n.nspname, c.relname) from pg_index i \
+               join pg_class c on c.oid = i.indexrelid join pg_am a on a.oid = c.relam \
+               join pg_namespace n on n.oid = c.relnamespace \
+              where a.amname = 'btree' and n.nspname not in ('pg_catalog', 'information_schema') \
+                and n.nspname not like 'pg\\_toast%' and i.indisvalid order by 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .map_err(self.query_err())?;
+        for name in &indexes {
+            let sql = format!("select bt_index_check('{}'::regclass, true)", name.replace('\'', "''"));
+            if let Err(e) = sqlx::query(AssertSqlSafe(sql)).execute(&mut conn).await {
+                return Ok(AmcheckOutcome::Corrupt {
+                    detail: format!("index {name}: {e}"),
+                });
+            }
+        }
+        Ok(AmcheckOutcome::Sound {
+            indexes: indexes.len() as u64,
+        })
+    }
+
+    async fn delete_one_row(&self, schema: &str, table: &str) -> Result<(), EngineError> {
+        let mut conn = self.connect().await?;
+        let q = format!("{}.{}", quote_ident(schema), quote_ident(table));
+        let sql = format!("delete from only {q} where ctid = (select ctid from only {q} limit 1)");
+        sqlx::query(AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .map_err(self.query_err())?;
+        Ok(())
+    }
+
+    async fn create_database(&self, name: &str) -> Result<Endpoint, EngineError> {
+        let mut conn = self.connect().await?;
+        let sql = format!("create database {}", quote_ident(name));
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .map_err(self.query_err())?;
+        Ok(self.with_database(name))
+    }
+
+    async fn drop_database(&self, name: &str) -> Result<(), EngineError> {
+        let mut conn = self.connect().await?;
+        let sql = format!("drop database if exists {} with (force)", quote_ident(name));
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+            .map_err(self.query_err())?;
+        Ok(())
+    }
+
     async fn mark_incomplete(&self, note: &str) -> Result<(), EngineError> {
         let mut conn = self.connect().await?;
         let sql: String =
@@ -353,6 +447,47 @@ impl Engine for Postgres {
             .map_err(self.query_err())?;
         Ok(())
     }
+}
+
+impl Postgres {
+    fn check_err(&self) -> impl Fn(sqlx::Error) -> EngineError + '_ {
+        move |e| EngineError::Check {
+            dsn: self.dsn_for_messages(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// An endpoint for another database on the same server.
+    fn with_database(&self, name: &str) -> Endpoint {
+        let mut dsn = self.endpoint.dsn.clone();
+        let has_dbname_param = dsn.query_pairs().any(|(k, _)| k == "dbname");
+        if has_dbname_param {
+            let pairs: Vec<(String, String)> = dsn
+                .query_pairs()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        if k == "dbname" { name.to_string() } else { v.to_string() },
+                    )
+                })
+                .collect();
+            dsn.query_pairs_mut().clear().extend_pairs(pairs);
+        } else {
+            dsn.set_path(&format!("/{name}"));
+        }
+        Endpoint {
+            dsn,
+            ..self.endpoint.clone()
+        }
+    }
+}
+
+pub(crate) async fn query_text_on(conn: &mut PgConnection, sql: &str) -> Result<Option<String>, sqlx::Error> {
+    // A scalar subquery: exactly one column, at most one row, or the server says which rule was broken.
+    let wrapped = format!("select (({}))::text", sql.trim().trim_end_matches(';'));
+    sqlx::query_scalar::<_, Option<String>>(AssertSqlSafe(wrapped))
+        .fetch_one(conn)
+        .await
 }
 
 struct PgDumpHandle {
