@@ -221,7 +221,16 @@ impl EphemeralPostgres {
              port = {}\n\
              fsync = off\n\
              synchronous_commit = off\n\
-             shared_buffers = 16MB\n\
+             full_page_writes = off\n\
+             # A restore is one bulk load: no WAL beyond crash safety, no checkpoints midway, no\n\
+             # autovacuum competing with it, and room for index builds in memory.\n\
+             wal_level = minimal\n\
+             max_wal_senders = 0\n\
+             max_wal_size = 8GB\n\
+             checkpoint_timeout = 1h\n\
+             autovacuum = off\n\
+             shared_buffers = 256MB\n\
+             maintenance_work_mem = 256MB\n\
              max_connections = 50\n",
             quote::conf_string(&dir),
             self.port
