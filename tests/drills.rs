@@ -304,3 +304,28 @@ async fn bad_drill_files_are_located() {
     assert!(text.contains("bad.yaml:9:"), "unknown check located: {text}");
     assert!(text.contains("fingerprint"), "did-you-mean: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_on_a_scratch_server_restores_into_a_throwaway_database_and_drops_it() {
+    let (_source, ws) = setup(1).await;
+    let scratch = EphemeralPostgres::start(&EphemeralOptions::default()).await.unwrap();
+    write_drill(
+        &ws,
+        "onserver",
+        "restore_point: latest\nscratch:\n  kind: server\n  dsn_env: LB_SCRATCH_DSN\n  environment: scratch\nchecks:\n  - fingerprint: true\n  - sql: \"select count(*) from customers\"\n    expect: 10000\n",
+    );
+    let databases = "select count(*) from pg_database where datname like 'lifeboat_drill%'";
+    let o = ws.run(
+        &["--json", "-q", "drill", "run", "onserver"],
+        &[("LB_SCRATCH_DSN", &scratch.dsn("postgres"))],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", all_output(&o));
+    let r = &json(&o)["result"];
+    assert_eq!(r["verdict"], "pass");
+    assert_eq!(r["scratch"]["kind"], "server");
+    assert_eq!(
+        scratch.psql("postgres", databases).await.unwrap(),
+        "0",
+        "the throwaway database must be dropped"
+    );
+}

@@ -153,6 +153,7 @@ until the checks passed; RPO is the age of the restored snapshot at the start. T
 catalog and, as evidence, in the repository."
     )]
     Run {
+        /// Drill name (`lifeboat drill list` shows them).
         name: String,
         /// Delete a row from the restored copy before the checks: succeeds only if the drill then fails,
         /// proving the checks can catch lost data.
@@ -163,6 +164,7 @@ catalog and, as evidence, in the repository."
     List,
     /// Past runs of one drill, newest first.
     History {
+        /// Drill name.
         name: String,
         #[arg(long, default_value_t = 20)]
         limit: u32,

@@ -30,16 +30,31 @@ pub struct DrillInputs<'a> {
 
 /// The scratch database a drill restores into, and how to get rid of it.
 enum Scratch {
+    /// The cluster's own guard stops it and removes its directory if the drill is cancelled.
     Ephemeral {
         cluster: EphemeralPostgres,
         target: Endpoint,
     },
     Server {
-        server: Box<dyn Engine>,
-        database: String,
+        db: ServerDatabase,
         target: Endpoint,
         work: tempfile::TempDir,
     },
+}
+
+/// A throwaway database on a scratch server, dropped even when the drill is cancelled midway.
+struct ServerDatabase {
+    server: Box<dyn Engine>,
+    name: String,
+    armed: bool,
+}
+
+impl Drop for ServerDatabase {
+    fn drop(&mut self) {
+        if self.armed {
+            self.server.drop_database_blocking(&self.name);
+        }
+    }
 }
 
 impl Scratch {
@@ -57,8 +72,11 @@ impl Scratch {
     async fn teardown(self) -> Result<(), String> {
         match self {
             Scratch::Ephemeral { cluster, .. } => cluster.stop().await.map_err(|e| e.to_string()),
-            Scratch::Server { server, database, .. } => {
-                server.drop_database(&database).await.map_err(|e| e.to_string())
+            Scratch::Server { mut db, .. } => {
+                let dropped = db.server.drop_database(&db.name).await.map_err(|e| e.to_string());
+                // Only a failed drop is retried by the guard.
+                db.armed = dropped.is_err();
+                dropped
             }
         }
     }
@@ -443,11 +461,11 @@ async fn provision(
                 ));
             }
             let database = format!("lifeboat_drill_{}", run_id.to_ascii_lowercase().replace('-', "_"));
-            let target = server.create_database(&database).await.map_err(|e| e.to_string())?;
             let work = tempfile::Builder::new()
                 .prefix("lifeboat-drill-")
                 .tempdir()
                 .map_err(|e| e.to_string())?;
+            let target = server.create_database(&database).await.map_err(|e| e.to_string())?;
             let info = ScratchInfo {
                 kind: "server".into(),
                 server_version: Some(identity.server_version),
@@ -455,8 +473,11 @@ async fn provision(
             };
             Ok((
                 Scratch::Server {
-                    server,
-                    database,
+                    db: ServerDatabase {
+                        server,
+                        name: database,
+                        armed: true,
+                    },
                     target,
                     work,
                 },

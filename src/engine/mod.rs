@@ -149,6 +149,9 @@ pub trait Engine: Send + Sync {
     async fn create_database(&self, name: &str) -> Result<Endpoint, EngineError>;
     /// Drops a database on this server (forcing out its sessions).
     async fn drop_database(&self, name: &str) -> Result<(), EngineError>;
+    /// The same, blocking and best effort, for `Drop` paths (a drill cancelled by a signal) where
+    /// nothing can be awaited.
+    fn drop_database_blocking(&self, name: &str);
 }
 
 /// What `amcheck` found.

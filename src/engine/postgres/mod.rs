@@ -433,6 +433,20 @@ impl Engine for Postgres {
         Ok(())
     }
 
+    fn drop_database_blocking(&self, name: &str) {
+        let sql = format!("drop database if exists {} with (force)", quote_ident(name));
+        let _ = self
+            .command("psql")
+            .args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("--dbname={}", self.endpoint.dsn))
+            .arg("-c")
+            .arg(sql)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
     async fn mark_incomplete(&self, note: &str) -> Result<(), EngineError> {
         let mut conn = self.connect().await?;
         let sql: String =
