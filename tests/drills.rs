@@ -314,7 +314,17 @@ async fn a_drill_on_a_scratch_server_restores_into_a_throwaway_database_and_drop
         "onserver",
         "restore_point: latest\nscratch:\n  kind: server\n  dsn_env: LB_SCRATCH_DSN\n  environment: scratch\nchecks:\n  - fingerprint: true\n  - sql: \"select count(*) from customers\"\n    expect: 10000\n",
     );
-    let databases = "select count(*) from pg_database where datname like 'lifeboat_drill%'";
+    // What a drill killed with SIGKILL long ago left behind, and one that may belong to a running drill.
+    scratch
+        .create_database("lifeboat_drill_20200101t000000z_deadbeef")
+        .await
+        .unwrap();
+    let young = format!(
+        "lifeboat_drill_{}_0badcafe",
+        jiff::Timestamp::now().strftime("%Y%m%dt%H%M%Sz")
+    );
+    scratch.create_database(&young).await.unwrap();
+    let databases = "select string_agg(datname, ',') from pg_database where datname like 'lifeboat_drill%'";
     let o = ws.run(
         &["--json", "-q", "drill", "run", "onserver"],
         &[("LB_SCRATCH_DSN", &scratch.dsn("postgres"))],
@@ -323,9 +333,10 @@ async fn a_drill_on_a_scratch_server_restores_into_a_throwaway_database_and_drop
     let r = &json(&o)["result"];
     assert_eq!(r["verdict"], "pass");
     assert_eq!(r["scratch"]["kind"], "server");
+    assert_eq!(r["scratch"]["reaped"][0], "lifeboat_drill_20200101t000000z_deadbeef");
     assert_eq!(
         scratch.psql("postgres", databases).await.unwrap(),
-        "0",
-        "the throwaway database must be dropped"
+        young,
+        "the drill's own database is dropped, the stale one reaped, a young one left alone"
     );
 }

@@ -75,6 +75,9 @@ pub struct ScratchInfo {
     /// Set when the scratch server's major version differs from the backed-up server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version_note: Option<String>,
+    /// Databases that crashed drills had left on the scratch server, dropped by this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reaped: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

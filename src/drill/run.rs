@@ -388,6 +388,31 @@ async fn select(repo: &Repository, spec: &DrillSpec, now: jiff::Timestamp) -> Re
     }
 }
 
+/// Scratch-server databases are named after the run: `lifeboat_drill_<yyyymmddThhmmssZ>_<random>`.
+const DRILL_DB_PREFIX: &str = "lifeboat_drill_";
+
+/// Drops databases that drills killed outright (SIGKILL, a lost host) left on a scratch server. Only
+/// those more than a day old: no drill runs that long, and a younger one may belong to a drill
+/// running right now.
+async fn reap_leftover_databases(server: &dyn Engine) -> Vec<String> {
+    let Ok(names) = server.databases_with_prefix(DRILL_DB_PREFIX).await else {
+        return Vec::new();
+    };
+    let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+    let mut reaped = Vec::new();
+    for name in names {
+        let stamp = name[DRILL_DB_PREFIX.len()..].get(..16).map(str::to_ascii_uppercase);
+        let created = stamp.and_then(|s| {
+            let civil = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", &s).ok()?;
+            jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()
+        });
+        if created.is_some_and(|t| t < cutoff) && server.drop_database(&name).await.is_ok() {
+            reaped.push(name);
+        }
+    }
+    reaped
+}
+
 /// The major version in a `server_version` string ("15.20 (Debian ...)" → 15).
 fn major_version(server_version: &str) -> Option<u32> {
     server_version.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
@@ -428,6 +453,8 @@ async fn provision(
                 kind: "ephemeral".into(),
                 server_version: wanted.map(|v| v.to_string()),
                 version_note,
+                // Ephemeral clusters are reaped by the scratch module when it starts one.
+                reaped: Vec::new(),
             };
             Ok((Scratch::Ephemeral { cluster, target }, info))
         }
@@ -460,7 +487,8 @@ async fn provision(
                     identity.system_identifier.unwrap_or_default()
                 ));
             }
-            let database = format!("lifeboat_drill_{}", run_id.to_ascii_lowercase().replace('-', "_"));
+            let reaped = reap_leftover_databases(server.as_ref()).await;
+            let database = format!("{DRILL_DB_PREFIX}{}", run_id.to_ascii_lowercase().replace('-', "_"));
             let work = tempfile::Builder::new()
                 .prefix("lifeboat-drill-")
                 .tempdir()
@@ -470,6 +498,7 @@ async fn provision(
                 kind: "server".into(),
                 server_version: Some(identity.server_version),
                 version_note: None,
+                reaped,
             };
             Ok((
                 Scratch::Server {

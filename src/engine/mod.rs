@@ -149,6 +149,8 @@ pub trait Engine: Send + Sync {
     async fn create_database(&self, name: &str) -> Result<Endpoint, EngineError>;
     /// Drops a database on this server (forcing out its sessions).
     async fn drop_database(&self, name: &str) -> Result<(), EngineError>;
+    /// The databases on this server whose name starts with `prefix`.
+    async fn databases_with_prefix(&self, prefix: &str) -> Result<Vec<String>, EngineError>;
     /// The same, blocking and best effort, for `Drop` paths (a drill cancelled by a signal) where
     /// nothing can be awaited.
     fn drop_database_blocking(&self, name: &str);

@@ -433,6 +433,16 @@ impl Engine for Postgres {
         Ok(())
     }
 
+    async fn databases_with_prefix(&self, prefix: &str) -> Result<Vec<String>, EngineError> {
+        let mut conn = self.connect().await?;
+        // Not LIKE: `_` in a prefix would be a wildcard.
+        sqlx::query_scalar("select datname::text from pg_database where left(datname, length($1)) = $1 order by 1")
+            .bind(prefix)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(self.query_err())
+    }
+
     fn drop_database_blocking(&self, name: &str) {
         let sql = format!("drop database if exists {} with (force)", quote_ident(name));
         let _ = self
