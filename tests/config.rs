@@ -1,10 +1,13 @@
 //! `lifeboat::config`: parsing, validation, error positions and secret handling, through the
 //! public API, on real files in temp dirs.
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use support::problems::{at, find};
 
-use lifeboat::config::{self, ConfigError, Position, Problem, SecretRef, SourceKind};
+use lifeboat::config::{self, ConfigError, Problem, SecretRef, SourceKind};
 use tempfile::TempDir;
 
 /// A valid config; tests replace pieces of it to break one thing at a time.
@@ -36,18 +39,6 @@ fn load_err(text: &str) -> (TempDir, ConfigError) {
 fn only(err: &ConfigError) -> &Problem {
     assert_eq!(err.all().len(), 1, "expected exactly one problem, got:\n{err}");
     &err.all()[0]
-}
-
-fn at(line: u64, column: u64) -> Option<Position> {
-    Some(Position { line, column })
-}
-
-/// The problem whose message contains `needle`; fails listing all problems otherwise.
-fn find<'a>(problems: &'a [Problem], needle: &str) -> &'a Problem {
-    problems.iter().find(|p| p.message.contains(needle)).unwrap_or_else(|| {
-        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        panic!("no problem mentions {needle:?}; got:\n{}", all.join("\n"))
-    })
 }
 
 fn write_secret(path: &Path, value: &str, mode: u32) {

@@ -1,8 +1,11 @@
 //! `lifeboat::drill::spec`: drill files → typed drills, and every way they can be wrong,
 //! through the public API, on real files in temp dirs.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use support::problems::{at, find};
 
 use lifeboat::config::{self, Config, ConfigError, Position, Problem, SecretRef};
 use lifeboat::drill::spec::{
@@ -89,18 +92,6 @@ impl Env {
             Err(e) => e.into_problems(),
         }
     }
-}
-
-fn at(line: u64, column: u64) -> Option<Position> {
-    Some(Position { line, column })
-}
-
-/// The problem whose message contains `needle`; fails listing all problems otherwise.
-fn find<'a>(problems: &'a [Problem], needle: &str) -> &'a Problem {
-    problems.iter().find(|p| p.message.contains(needle)).unwrap_or_else(|| {
-        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        panic!("no problem mentions {needle:?}; got:\n{}", all.join("\n"))
-    })
 }
 
 fn only(problems: &[Problem]) -> &Problem {

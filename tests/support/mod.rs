@@ -46,3 +46,4 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{}-{}-{n}-{nanos:x}", prefix.to_ascii_lowercase(), std::process::id())
 }
 pub mod cli;
+pub mod problems;
