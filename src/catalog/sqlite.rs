@@ -56,12 +56,25 @@ impl SqliteCatalog {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|e| open_err(e.to_string()))?;
+        // Switching a new file to WAL needs an exclusive lock, and SQLite answers "database is locked"
+        // at once, without its busy handler, when another process is creating the same catalog at
+        // that moment: retry for a while instead of failing the command.
+        let mut attempt = 0u32;
+        let pool = loop {
+            let opened = SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options.clone())
+                .await;
+            match opened {
+                Ok(pool) => break pool,
+                Err(e) if attempt < 100 && e.to_string().contains("database is locked") => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 + u64::from(attempt) * 5)).await;
+                }
+                Err(e) => return Err(open_err(e.to_string())),
+            }
+        };
         let catalog = SqliteCatalog {
             pool,
             target,
