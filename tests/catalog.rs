@@ -140,6 +140,7 @@ suite! {
         prefix_lookup,
         replace_repository_snapshots_replaces_only_that_repository,
         replace_repository_snapshots_is_atomic,
+        delete_snapshots_removes_only_those_of_that_repository,
         runs_recorded_and_filtered,
         run_update_by_id,
         large_values_survive,
@@ -576,6 +577,25 @@ async fn replace_repository_snapshots_is_atomic(cat: &dyn Catalog) {
         .await
         .unwrap();
     assert_eq!(in_repository(cat, "a").await, vec![x1]);
+}
+
+async fn delete_snapshots_removes_only_those_of_that_repository(cat: &dyn Catalog) {
+    for (repo, id, finished) in [
+        ("offsite", "prune-1", 10),
+        ("offsite", "prune-2", 20),
+        ("offsite", "prune-3", 30),
+        // A copy of prune-1 in another repository: prune of offsite must not touch it.
+        ("cold", "prune-1", 10),
+    ] {
+        cat.record_snapshot(&snap(repo, id, "orders", finished)).await.unwrap();
+    }
+    let forget = ["prune-1".to_string(), "prune-2".to_string(), "never-recorded".to_string()];
+    assert_eq!(cat.delete_snapshots("offsite", &forget).await.unwrap(), 2);
+    assert_eq!(ids(&in_repository(cat, "offsite").await), ["prune-3"]);
+    assert_eq!(ids(&in_repository(cat, "cold").await), ["prune-1"]);
+    assert_eq!(cat.delete_snapshots("offsite", &forget).await.unwrap(), 0, "idempotent");
+    assert_eq!(cat.delete_snapshots("offsite", &[]).await.unwrap(), 0);
+    assert!(cat.snapshot("prune-2").await.unwrap().is_none());
 }
 
 async fn runs_recorded_and_filtered(cat: &dyn Catalog) {

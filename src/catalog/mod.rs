@@ -88,6 +88,11 @@ pub trait Catalog: Send + Sync {
         snapshots: &[SnapshotRecord],
     ) -> Result<(), CatalogError>;
 
+    /// For prune: removes the records of these snapshots of `repository` (whose manifests prune has
+    /// deleted), in one transaction. Records of the same ids in other repositories stay; ids not in
+    /// the catalog are ignored. Returns how many records were removed.
+    async fn delete_snapshots(&self, repository: &str, ids: &[String]) -> Result<u64, CatalogError>;
+
     /// History of runs (backups, restores, verifies), successful or not. With `id: None` a new run
     /// is inserted; with `id: Some(n)` run `n` is overwritten (an error if it does not exist).
     /// Returns the run's id.

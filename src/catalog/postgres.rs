@@ -229,6 +229,16 @@ impl Catalog for PgCatalog {
         tx.commit().await.map_err(self.err(op))
     }
 
+    async fn delete_snapshots(&self, repository: &str, ids: &[String]) -> Result<u64, CatalogError> {
+        let result = sqlx::query("DELETE FROM snapshots WHERE repository = $1 AND id = ANY($2)")
+            .bind(repository)
+            .bind(ids)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("delete_snapshots"))?;
+        Ok(result.rows_affected())
+    }
+
     async fn record_run(&self, r: &RunRecord) -> Result<i64, CatalogError> {
         let p = RunParams::new(r)?;
         let query = match r.id {

@@ -255,6 +255,23 @@ impl Catalog for SqliteCatalog {
         tx.commit().await.map_err(self.err(op))
     }
 
+    async fn delete_snapshots(&self, repository: &str, ids: &[String]) -> Result<u64, CatalogError> {
+        let op = "delete_snapshots";
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(self.err(op))?;
+        let mut removed = 0;
+        for id in ids {
+            removed += sqlx::query("DELETE FROM snapshots WHERE repository = ?1 AND id = ?2")
+                .bind(repository)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err(op))?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(self.err(op))?;
+        Ok(removed)
+    }
+
     async fn record_run(&self, r: &RunRecord) -> Result<i64, CatalogError> {
         let p = RunParams::new(r)?;
         let op = "record_run";
