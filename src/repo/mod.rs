@@ -16,6 +16,7 @@ mod evidence;
 mod format;
 mod manifest;
 mod reader;
+pub mod retention;
 mod sealed;
 mod verify;
 mod writer;
