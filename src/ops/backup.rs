@@ -3,7 +3,9 @@ use std::time::{Duration, Instant};
 
 use super::OpsError;
 use crate::engine::Engine;
-use crate::repo::{MANIFEST_VERSION, Manifest, Progress, Repository, StreamInfo, WriteOptions, new_snapshot_id};
+use crate::repo::{
+    LockKind, LockOptions, MANIFEST_VERSION, Manifest, Progress, Repository, StreamInfo, WriteOptions, new_snapshot_id,
+};
 
 #[derive(Debug, Clone)]
 pub struct BackupReport {
@@ -14,12 +16,34 @@ pub struct BackupReport {
 
 /// Takes one backup of `source` into `repo` and commits it. Either a complete snapshot is committed or
 /// nothing is: chunks written by a failed run are orphans that no manifest names.
+///
+/// It holds a shared repository lock from before the first chunk is looked up until the end, and
+/// refuses to start while prune holds the repository: a chunk this backup finds already stored (and
+/// so does not upload) may be one that nothing else references, which a concurrent prune would delete.
 pub async fn backup(
     source: &str,
     engine: &dyn Engine,
     repo: &Repository,
     opts: &WriteOptions,
     progress: Arc<dyn Progress>,
+) -> Result<BackupReport, OpsError> {
+    let lock = repo
+        .lock(LockKind::Shared, &format!("backup {source}"), &LockOptions::default())
+        .await?;
+    let result = backup_locked(source, engine, repo, opts, progress, &lock).await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!("backup of {source}: could not release the repository lock: {e}");
+    }
+    result
+}
+
+async fn backup_locked(
+    source: &str,
+    engine: &dyn Engine,
+    repo: &Repository,
+    opts: &WriteOptions,
+    progress: Arc<dyn Progress>,
+    lock: &crate::repo::RepoLock,
 ) -> Result<BackupReport, OpsError> {
     let clock = Instant::now();
     let started_at = jiff::Timestamp::now();
@@ -55,6 +79,8 @@ pub async fn backup(
         },
         facts,
     };
+    // A lost lock means a prune may have run meanwhile and deleted chunks this manifest names.
+    lock.confirm().await?;
     let object = repo.commit(&manifest).await?;
     Ok(BackupReport {
         manifest,

@@ -57,6 +57,24 @@ pub enum RepoError {
     Source { bytes: u64, detail: String },
     #[error("writing the restored stream failed: {detail}")]
     Sink { detail: String },
+    #[error("the repository is locked: {holders}; fix: {fix}")]
+    Locked { holders: String, fix: String },
+    #[error(
+        "the repository lock {object} was lost: {detail}; nothing more was written; fix: check that the repository stays reachable and retry (objects already written are harmless: the next prune removes what no snapshot uses)"
+    )]
+    LockLost { object: String, detail: String },
+    #[error(
+        "deleting {object} was refused by storage: {detail}; fix: pruning needs the repository's deleting credential (the everyday credential is meant not to delete): run prune with it"
+    )]
+    DeleteDenied { object: String, detail: String },
+    #[error(
+        "the sweep stopped after deleting {deleted} of {total} unreferenced chunks: {cause}; every snapshot is still whole (the chunks left are ones no snapshot uses); fix: correct the cause and run prune again to finish"
+    )]
+    SweepIncomplete {
+        deleted: u64,
+        total: u64,
+        cause: Box<RepoError>,
+    },
     #[error("internal task failed: {0}")]
     Task(String),
 }

@@ -5,16 +5,20 @@
 //! chunks/<aa>/<address>              zstd (then age) encoded chunk; address = SHA-256 or HMAC
 //! snapshots/<source>/<id>.json       a manifest: the commit point, written last, create-only
 //! evidence/<source>/<run-id>.json    a drill's result, naming the snapshot and manifest digest it tested
+//! locks/<random>.json                who is using the repository: backups (shared), prune (exclusive)
 //! ```
 //!
 //! Every object is written once and never rewritten, so a repository works on object-locked (WORM)
-//! buckets, and a crash leaves at most orphan chunks, never half a snapshot.
+//! buckets, and a crash leaves at most orphan chunks, never half a snapshot. Lock objects are the one
+//! exception: their holder rewrites them to show it is alive, and removes them when done.
 
 mod chunk;
 mod error;
 mod evidence;
 mod format;
+mod lock;
 mod manifest;
+mod prune;
 mod reader;
 pub mod retention;
 mod sealed;
@@ -30,9 +34,11 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 pub use chunk::{Addressing, ChunkId};
 pub use error::{RepoError, Result};
 pub use format::{CONFIG_OBJECT, ChunkerParams, FORMAT_VERSION, RepoConfig};
+pub use lock::{FoundLock, LockInfo, LockKind, LockOptions, RepoLock};
 pub use manifest::{
     BackupFacts, ChunkRef, Fingerprint, MANIFEST_VERSION, Manifest, StreamInfo, TableRows, new_snapshot_id,
 };
+pub use prune::{StoredChunk, Swept, referenced_chunks};
 pub use verify::{Problem, ProblemKind, VerifyReport};
 pub use writer::{StreamSummary, WriteOptions};
 
