@@ -589,7 +589,11 @@ async fn delete_snapshots_removes_only_those_of_that_repository(cat: &dyn Catalo
     ] {
         cat.record_snapshot(&snap(repo, id, "orders", finished)).await.unwrap();
     }
-    let forget = ["prune-1".to_string(), "prune-2".to_string(), "never-recorded".to_string()];
+    let forget = [
+        "prune-1".to_string(),
+        "prune-2".to_string(),
+        "never-recorded".to_string(),
+    ];
     assert_eq!(cat.delete_snapshots("offsite", &forget).await.unwrap(), 2);
     assert_eq!(ids(&in_repository(cat, "offsite").await), ["prune-3"]);
     assert_eq!(ids(&in_repository(cat, "cold").await), ["prune-1"]);

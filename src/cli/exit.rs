@@ -53,7 +53,7 @@ impl From<RepoError> for CliError {
     fn from(e: RepoError) -> Self {
         let exit = match &e {
             RepoError::Corrupt { .. } | RepoError::Missing { .. } => Exit::Damage,
-            RepoError::AlreadyExists { .. } => Exit::Refused,
+            RepoError::AlreadyExists { .. } | RepoError::Locked { .. } => Exit::Refused,
             RepoError::UnsupportedVersion { .. }
             | RepoError::Ambiguous { .. }
             | RepoError::NotFound { .. }

@@ -6,6 +6,7 @@ mod demo;
 mod drill_cmds;
 mod exit;
 mod progress;
+mod prune_cmds;
 mod render;
 mod repo_cmds;
 
@@ -21,7 +22,7 @@ Exit codes:
   0  success
   1  the operation failed (database or storage unreachable, tool failed, ...)
   2  bad usage or bad configuration (nothing was done)
-  3  refused by a safety rule (nothing was written)
+  3  refused by a safety rule (nothing was written), e.g. the repository is locked by a prune or a backup
   4  damage found: missing or corrupt backup objects, or restored data that does not match;
      for `drill run`: the drill's verdict is `fail`
   5  `drill run`: every check passed but RTO or RPO exceeded the SLA (`sla-breach`)
@@ -126,6 +127,16 @@ With --jobs > 1 the archive is fetched and verified into --work-dir first, then 
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// Apply a retention policy: delete the snapshots it forgets, then the chunks no snapshot needs.
+    #[command(
+        after_help = "Examples:\n  lifeboat prune rental --keep-last 7 --keep-daily 14 --keep-weekly 8 --keep-monthly 12 --dry-run\n  lifeboat prune --repository offsite --keep-daily 30\n\n\
+Rules follow restic: --keep-daily 14 keeps the newest snapshot of each of the 14 most recent days that have one \
+(in --timezone); a snapshot kept by several rules lists them all; the newest snapshot is always kept. Manifests \
+are deleted first, chunks after, and only chunks that no remaining snapshot of any source references. Prune \
+holds the repository alone: it refuses while a backup runs, and backups refuse while it runs. Deleting needs \
+the repository's deleting credential. Drill evidence is kept."
+    )]
+    Prune(prune_cmds::PruneArgs),
     /// Recovery drills: restore into a throwaway scratch environment, check, measure RTO/RPO.
     Drill {
         #[command(subcommand)]
@@ -240,6 +251,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                     action: DrillAction::History { name, limit },
                 } => drill_cmds::history(&ctx, &name, limit, &out).await,
                 Command::Sla => drill_cmds::sla(&ctx, &out).await,
+                Command::Prune(args) => prune_cmds::prune(&ctx, args, &out).await,
                 Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),
             }
         }

@@ -351,11 +351,11 @@ impl Repository {
             let holders: Vec<String> = blocking.iter().map(|l| l.describe(now)).collect();
             let fix = match kind {
                 LockKind::Exclusive => format!(
-                    "wait until it finishes and run `{operation}` again; a lock whose process died is ignored {} after its last refresh; if you are certain no process holds it, delete the lock object",
+                    "wait until it finishes, then run the {operation} again; a lock whose process died is ignored {} after its last refresh; if you are certain no process holds it, delete the lock object",
                     describe_duration(options.stale_after)
                 ),
                 LockKind::Shared => format!(
-                    "wait until it finishes (prune holds the repository alone so that it never deletes a chunk a backup is reusing) and retry; a lock whose process died is ignored {} after its last refresh",
+                    "wait until it finishes, then retry (prune holds the repository alone so that it never deletes a chunk a backup is reusing); a lock whose process died is ignored {} after its last refresh",
                     describe_duration(options.stale_after)
                 ),
             };
