@@ -394,3 +394,213 @@ async fn prune_on_an_s3_repository() {
     assert!(o.status.success(), "{}", all_output(&o));
     assert!(!all_output(&o).contains("testing-secret-value"));
 }
+
+/// A moto server of this test's own, so that switching IAM enforcement on does not touch the shared
+/// one. Stopped when dropped, also when the test fails.
+struct PrivateS3 {
+    port: u16,
+}
+
+impl PrivateS3 {
+    fn start() -> PrivateS3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = PrivateS3 { port };
+        let o = server.script("start");
+        assert!(o.status.success(), "starting moto: {}", all_output(&o));
+        server
+    }
+
+    fn script(&self, action: &str) -> std::process::Output {
+        std::process::Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/s3-server"))
+            .arg(action)
+            .env("LIFEBOAT_S3_PORT", self.port.to_string())
+            .output()
+            .unwrap()
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// curl against the server; IAM calls carry a credential scope naming the service, which moto
+    /// routes by (it checks no signature before enforcement is on).
+    fn curl(&self, args: &[&str]) -> String {
+        let o = std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--fail-with-body"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "curl {args:?}: {}", all_output(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn iam(&self, params: &[(&str, &str)]) -> String {
+        let mut args = vec![
+            "-X".to_string(),
+            "POST".to_string(),
+            self.endpoint() + "/",
+            "-H".to_string(),
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20240101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00".to_string(),
+            "--data-urlencode".to_string(),
+            "Version=2010-05-08".to_string(),
+        ];
+        for (k, v) in params {
+            args.push("--data-urlencode".into());
+            args.push(format!("{k}={v}"));
+        }
+        self.curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// A user with an inline policy; returns its access key id and secret.
+    fn user(&self, name: &str, policy: &serde_json::Value) -> (String, String) {
+        self.iam(&[("Action", "CreateUser"), ("UserName", name)]);
+        let policy = policy.to_string();
+        self.iam(&[
+            ("Action", "PutUserPolicy"),
+            ("UserName", name),
+            ("PolicyName", "lifeboat"),
+            ("PolicyDocument", &policy),
+        ]);
+        let xml = self.iam(&[("Action", "CreateAccessKey"), ("UserName", name)]);
+        let field = |tag: &str| {
+            let start = xml.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+            let end = xml.find(&format!("</{tag}>")).unwrap();
+            xml[start..end].to_string()
+        };
+        (field("AccessKeyId"), field("SecretAccessKey"))
+    }
+}
+
+impl Drop for PrivateS3 {
+    fn drop(&mut self) {
+        self.script("stop");
+        // The script keeps a log per port; this port's is of no use once the server is gone.
+        let tools = std::env::var("LIFEBOAT_TOOLS_DIR").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/lifeboat-tools",
+                std::env::var("HOME").unwrap_or("/tmp".into())
+            )
+        });
+        let _ = std::fs::remove_file(format!("{tools}/moto-5.2.5/moto-{}.log", self.port));
+    }
+}
+
+/// The everyday credential may write but not delete (least privilege): prune with it fails naming
+/// the object and the credential it needs, and deletes nothing; the deleting credential then prunes.
+/// Backups with it cannot delete their locks either, and leave them marked released instead.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_credential_that_cannot_delete_is_named_and_nothing_is_lost() {
+    let s3 = PrivateS3::start();
+    let (writer_key, writer_secret) = s3.user(
+        "lifeboat-writer",
+        &serde_json::json!({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "*", "Resource": "*"},
+            {"Effect": "Deny", "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion"], "Resource": "*"},
+        ]}),
+    );
+    let (admin_key, admin_secret) = s3.user(
+        "lifeboat-pruner",
+        &serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+    );
+    s3.curl(&["-X", "PUT", &format!("{}/lbleast", s3.endpoint())]);
+    // Enforcement from the next request on; a form content type would hide the body from moto.
+    let reset = format!("{}/moto-api/reset-auth", s3.endpoint());
+    s3.curl(&[
+        "-X",
+        "POST",
+        &reset,
+        "-H",
+        "Content-Type: text/plain",
+        "--data-binary",
+        "0",
+    ]);
+
+    let source = cluster().await;
+    source.create_database("rental").await.unwrap();
+    load_rental(&source, "rental", 1).await;
+    let ws = Workspace::new();
+    ws.write_config(&format!(
+        "state_dir: {state}\nrepositories:\n  offsite:\n    url: s3://lbleast/lifeboat\n    endpoint: {endpoint}\n    access_key_id_env: LB_S3_KEY\n    secret_access_key_env: LB_S3_SECRET\nsources:\n  rental:\n    kind: postgres\n    dsn: \"{dsn}\"\n    environment: staging\n    repository: offsite\n",
+        state = ws.path().join("state").display(),
+        endpoint = s3.endpoint(),
+        dsn = source.dsn("rental"),
+    ));
+    let writer = [
+        ("LB_S3_KEY", writer_key.as_str()),
+        ("LB_S3_SECRET", writer_secret.as_str()),
+    ];
+    let pruner = [
+        ("LB_S3_KEY", admin_key.as_str()),
+        ("LB_S3_SECRET", admin_secret.as_str()),
+    ];
+    let o = ws.run(&["init"], &writer);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let first = backup(&ws, &writer);
+    change_data(&source, 1).await;
+    backup(&ws, &writer);
+
+    let mut opts = lifeboat::storage::StorageOptions::new(url::Url::parse("s3://lbleast/lifeboat").unwrap());
+    opts.endpoint = Some(url::Url::parse(&s3.endpoint()).unwrap());
+    opts.access_key_id = Some(admin_key.clone().into());
+    opts.secret_access_key = Some(admin_secret.clone().into());
+    let store = lifeboat::storage::Storage::open(&opts, false).unwrap().store;
+    let objects = || async {
+        store
+            .list(None)
+            .map_ok(|m| m.location.to_string())
+            .try_collect::<BTreeSet<String>>()
+            .await
+            .unwrap()
+    };
+    let locks: Vec<String> = objects()
+        .await
+        .into_iter()
+        .filter(|p| p.starts_with("locks/"))
+        .collect();
+    assert_eq!(
+        locks.len(),
+        2,
+        "each backup leaves its undeletable lock behind: {locks:?}"
+    );
+    let repo = Repository::open(store.clone(), "s3", "offsite", Keys::default())
+        .await
+        .unwrap();
+    for lock in repo.locks().await.unwrap() {
+        assert!(
+            lock.info.unwrap().released.is_some(),
+            "{} must be marked released",
+            lock.object
+        );
+    }
+
+    let data = |all: &BTreeSet<String>| -> BTreeSet<String> {
+        all.iter().filter(|p| !p.starts_with("locks/")).cloned().collect()
+    };
+    let before = data(&objects().await);
+    let o = ws.run(&["prune", "rental", "--keep-last", "1"], &writer);
+    let text = all_output(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("snapshots/rental/{first}.json")),
+        "must name the object: {text}"
+    );
+    assert!(
+        text.contains("deleting credential"),
+        "must say which credential prune needs: {text}"
+    );
+    assert!(!text.contains(&writer_secret));
+    assert_eq!(data(&objects().await), before, "nothing may be deleted");
+
+    let report = json(&ws.run(&["--json", "-q", "prune", "rental", "--keep-last", "1"], &pruner));
+    assert_eq!(report["snapshots_forgotten"], 1);
+    assert!(report["chunks_deleted"].as_u64().unwrap() > 0);
+    assert_eq!(report["stale_locks_removed"].as_array().unwrap().len(), 3, "{report}");
+    assert!(!objects().await.iter().any(|p| p.starts_with("locks/")));
+    let o = ws.run(&["verify", "--all", "--read-data"], &writer);
+    assert!(o.status.success(), "{}", all_output(&o));
+}
