@@ -94,6 +94,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit, CliError> {
+    // The flags are the whole policy: given any, they replace whatever the config says. (The config's
+    // `retention:` is to be used here when no flag is given, once the config carries it.)
     let policy = args.policy();
     if policy.is_empty() {
         return Err(CliError::usage(format!(
