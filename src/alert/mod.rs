@@ -259,14 +259,6 @@ impl Alerter {
         let inner = &self.inner;
         let (sinks, unknown_routes) = route::select_sinks(&inner.routes, &alert);
         let key = alert.key();
-        for name in unknown_routes {
-            tracing::warn!(
-                %key,
-                route = name,
-                "alert names route `{name}`, which is not configured; it does not take that route \
-                 (fix: define the route under `alerts.routes` or correct the name)"
-            );
-        }
         // Queue under the state lock, so that a concurrent resolve of the same key cannot queue
         // its resolve ahead of this trigger.
         let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -276,11 +268,20 @@ impl Alerter {
             tracing::debug!(%key, "alert unchanged; not sent again yet");
             return RaiseOutcome::Unchanged;
         };
-        if sinks.is_empty() {
+        for name in unknown_routes {
             tracing::warn!(
                 %key,
+                route = name,
+                "alert names route `{name}`, which is not configured; it does not take that route \
+                 (fix: define the route under `alerts.routes` or correct the name)"
+            );
+        }
+        if sinks.is_empty() {
+            // Often on purpose (no route wants `info`), so not a warning.
+            tracing::info!(
+                %key,
                 severity = %alert.severity(),
-                "no route takes this alert, so it is sent nowhere (fix: add a route for its severity and source)"
+                "no route takes this alert (severity or source match none), so it is sent nowhere"
             );
         }
         let notice = Arc::new(Notice {
@@ -354,5 +355,17 @@ impl Alerter {
             tracing::warn!(undelivered, "alerter shut down with alert messages still undelivered");
         }
         ShutdownReport { undelivered }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alerter_can_be_shared_between_tasks() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Alerter>();
+        shareable::<DeadManPing>();
     }
 }
