@@ -652,13 +652,24 @@ async fn secrets_stay_out_of_logs_debug_output_and_errors() {
         vec![("all", route(&["hook", "chat", "refused", "pd"], Severity::Info, &[]))],
     );
     config.retry.max_attempts = 2;
-    let secrets = [hook_token, slack_token, refused_token, routing_key];
+    let ping_token = "pingtoken-5ecret-4d4d";
+    let secrets = [hook_token, slack_token, refused_token, routing_key, ping_token];
 
     let debug = format!("{config:?}");
     let alerter = Alerter::start(config.clone(), state_file(&dir)).unwrap();
     alerter.raise(backup_failed(Severity::Critical, "orders", "failed"));
     settle(&alerter).await;
     assert!(alerter.stats().iter().all(|s| s.failed == 1), "{:?}", alerter.stats());
+    let pings = DeadManConfig {
+        start: Some(secret(receiver.url(&format!("/ping/{ping_token}/start")))),
+        success: None,
+        fail: Some(secret(format!("http://127.0.0.1:{closed_port}/ping/{ping_token}/fail"))),
+        timeout: Duration::from_secs(5),
+    };
+    let pings = DeadManPing::new("backup orders", pings);
+    pings.ping_start().await;
+    pings.ping_fail("pg_dump exited with 1").await;
+    let debug = format!("{debug} {pings:?}");
 
     config
         .routes
@@ -684,6 +695,12 @@ async fn secrets_stay_out_of_logs_debug_output_and_errors() {
         logs.contains("HTTP 500"),
         "the receiver's answer is not in the logs:\n{logs}"
     );
+    for ping in ["start", "fail"] {
+        assert!(
+            logs.contains(&format!("dead-man ping `{ping}` for backup orders failed")),
+            "{logs}"
+        );
+    }
     for token in secrets {
         assert!(!logs.contains(token), "secret {token} in the logs:\n{logs}");
         assert!(!debug.contains(token), "secret {token} in Debug output: {debug}");

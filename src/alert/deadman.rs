@@ -41,58 +41,64 @@ impl DeadManConfig {
 pub struct DeadManPing {
     job: String,
     config: DeadManConfig,
-    http: reqwest::Client,
+    http: Option<reqwest::Client>,
 }
 
 impl DeadManPing {
     /// `job` names the job in log lines, e.g. `backup orders`.
     pub fn new(job: impl Into<String>, config: DeadManConfig) -> DeadManPing {
-        // Building a client fails only when the TLS backend cannot start; pings then fail one by
-        // one (and are logged) rather than stopping the job.
+        let job = job.into();
+        // Building a client fails only when the TLS backend cannot start; the job then goes on
+        // without pings rather than failing.
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::limited(3))
             .user_agent(concat!("lifeboat/", env!("CARGO_PKG_VERSION")))
             .build()
-            .unwrap_or_default();
-        DeadManPing {
-            job: job.into(),
-            config,
-            http,
-        }
+            .inspect_err(|e| {
+                tracing::error!(
+                    %job,
+                    error = %error_chain(e),
+                    "cannot set up HTTP for dead-man pings; {job} will not ping (fix: check that the system's \
+                     TLS certificates are installed)"
+                );
+            })
+            .ok();
+        DeadManPing { job, config, http }
     }
 
     /// The job has started (GET the start URL): the monitor can then measure its run time.
     pub async fn ping_start(&self) {
-        if let Some(url) = &self.config.start {
-            self.send("start", self.http.get(url.expose()), url).await;
-        }
+        self.send("start", self.config.start.as_ref(), None).await;
     }
 
     /// The job succeeded (GET the success URL).
     pub async fn ping_success(&self) {
-        if let Some(url) = &self.config.success {
-            self.send("success", self.http.get(url.expose()), url).await;
-        }
+        self.send("success", self.config.success.as_ref(), None).await;
     }
 
     /// The job failed (POST `message` to the fail URL, where the monitor shows it).
     pub async fn ping_fail(&self, message: &str) {
-        if let Some(url) = &self.config.fail {
-            let mut end = message.len().min(FAIL_MESSAGE_MAX);
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            let request = self
-                .http
-                .post(url.expose())
-                .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .body(message[..end].to_owned());
-            self.send("fail", request, url).await;
+        let mut end = message.len().min(FAIL_MESSAGE_MAX);
+        while !message.is_char_boundary(end) {
+            end -= 1;
         }
+        self.send("fail", self.config.fail.as_ref(), Some(&message[..end]))
+            .await;
     }
 
-    async fn send(&self, which: &'static str, request: reqwest::RequestBuilder, url: &Secret) {
+    /// GETs `url`, or POSTs `body` to it as text.
+    async fn send(&self, which: &'static str, url: Option<&Secret>, body: Option<&str>) {
+        let (Some(url), Some(http)) = (url, &self.http) else {
+            return;
+        };
+        let request = match body {
+            None => http.get(url.expose()),
+            Some(body) => http
+                .post(url.expose())
+                .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(body.to_owned()),
+        };
         let problem = match request.send().await {
             Ok(response) if response.status().is_success() => return,
             Ok(response) => format!("the monitor answered HTTP {}", response.status()),

@@ -7,6 +7,7 @@ use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
 
@@ -100,6 +101,10 @@ impl EmailTransport {
             .port(config.port.unwrap_or(config.tls.default_port()))
             .tls(tls)
             .timeout(Some(attempt_timeout));
+        // Servers may refuse an EHLO of `localhost` (lettre's default): introduce ourselves by name.
+        if let Some(hostname) = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()) {
+            builder = builder.hello_name(ClientId::Domain(hostname));
+        }
         if let (Some(username), Some(password)) = (&config.username, &config.password) {
             builder = builder.credentials(Credentials::new(username.clone(), password.expose().to_owned()));
         }
@@ -116,6 +121,7 @@ impl EmailTransport {
         let mut message = Message::builder()
             .from(self.from.clone())
             .subject(subject)
+            .message_id(None)
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             message = message.to(to.clone());
