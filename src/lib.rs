@@ -3,6 +3,7 @@
 //! Data flows downward: `cli` → `engine`/`repo` → `storage`; `catalog` records history.
 //! `engine`, `repo`, `storage` and `catalog` know nothing of the CLI.
 
+pub mod alert;
 pub mod catalog;
 pub mod cli;
 pub mod config;

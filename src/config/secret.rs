@@ -26,6 +26,14 @@ impl Secret {
     }
 }
 
+/// For values that are already resolved (a secret read by another layer, a test's own value).
+/// The config file itself only ever names a [`SecretRef`].
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret::new(value)
+    }
+}
+
 impl Clone for Secret {
     fn clone(&self) -> Secret {
         Secret::new(self.expose().to_owned())
