@@ -12,3 +12,4 @@ pub mod ops;
 pub mod repo;
 pub mod scratch;
 pub mod storage;
+pub mod telemetry;
