@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod drill;
 pub mod engine;
+pub mod http;
 pub mod ops;
 pub mod repo;
 pub mod scratch;
