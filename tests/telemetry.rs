@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
@@ -560,4 +561,209 @@ async fn shutdown_gives_up_on_a_stalled_client_after_the_drain_timeout() {
         started.elapsed()
     );
     drop(stalled);
+}
+
+/// `lifeboat_*` metric names in a PromQL expression. A name that ends in `_` is the prefix of a
+/// regular expression (`{__name__=~"lifeboat_.+"}`), not a metric.
+fn metric_names_in(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(start) = rest.find("lifeboat_") {
+        let preceded_by_ident = rest[..start]
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = &tail[..end];
+        if !preceded_by_ident && !name.ends_with('_') {
+            names.push(name.to_owned());
+        }
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn metric_names_are_found_in_promql() {
+    let expr = r#"histogram_quantile(0.95, sum by (le) (rate(lifeboat_job_duration_seconds_bucket[5m]))) / on (source) lifeboat:rpo_sla_ratio + label_values({__name__=~"lifeboat_.+"}, source) + x_lifeboat_y"#;
+    assert_eq!(metric_names_in(expr), vec!["lifeboat_job_duration_seconds_bucket"]);
+}
+
+/// Sample names a scrape holds after one of every event.
+async fn exported_names() -> BTreeSet<String> {
+    let server = Running::start().await;
+    record_every_event(&server.metrics);
+    let names = server.scrape().await.names();
+    server.shut_down(Duration::from_secs(5)).await.unwrap();
+    names
+}
+
+fn repo_file(path: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn collect_panels<'a>(panels: &'a [serde_json::Value], into: &mut Vec<&'a serde_json::Value>) {
+    for panel in panels {
+        into.push(panel);
+        if let Some(nested) = panel["panels"].as_array() {
+            collect_panels(nested, into);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_exported_metrics() {
+    let exported = exported_names().await;
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&repo_file("deploy/grafana/lifeboat-dashboard.json")).expect("the dashboard is JSON");
+
+    let variables = dashboard["templating"]["list"].as_array().expect("templating.list");
+    let variable = |name: &str| {
+        variables
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no ${name}"))
+    };
+    assert_eq!(variable("DS_PROMETHEUS")["type"], "datasource");
+    assert_eq!(variable("DS_PROMETHEUS")["query"], "prometheus");
+    assert_eq!(variable("source")["type"], "query");
+
+    let mut panels = Vec::new();
+    collect_panels(dashboard["panels"].as_array().expect("panels"), &mut panels);
+    let mut titles = Vec::new();
+    let mut queried = BTreeSet::new();
+    let mut ids = BTreeSet::new();
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let title = panel["title"].as_str().expect("every panel has a title");
+        titles.push(title);
+        assert!(
+            ids.insert(panel["id"].as_u64().unwrap()),
+            "panel id of {title} is not unique"
+        );
+        assert_eq!(
+            panel["datasource"]["uid"], "${DS_PROMETHEUS}",
+            "{title} must use the data source variable"
+        );
+        let targets = panel["targets"]
+            .as_array()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| panic!("{title}: no queries"));
+        for target in targets {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{title}: a target without expr"));
+            let names = metric_names_in(expr);
+            assert!(!names.is_empty(), "{title}: {expr} queries no lifeboat metric");
+            for name in names {
+                assert!(
+                    exported.contains(&name),
+                    "{title}: {expr} queries {name}, which /metrics does not export"
+                );
+                queried.insert(name);
+            }
+        }
+    }
+    for variable in variables.iter().filter(|v| v["type"] == "query") {
+        let query = variable["definition"].as_str().unwrap();
+        for name in metric_names_in(query) {
+            assert!(
+                exported.contains(&name),
+                "variable {}: {query} queries unexported {name}",
+                variable["name"]
+            );
+        }
+    }
+
+    for wanted in [
+        "RPO per source vs SLA RPO",
+        "Last drill RTO vs SLA RTO",
+        "Drill verdicts",
+        "Time since last successful backup",
+        "Job failures and missed runs per hour",
+        "Job duration p95 (24 h window)",
+        "Fate findings by severity",
+        "Alert delivery failures per hour",
+    ] {
+        assert!(
+            titles.contains(&wanted),
+            "the dashboard lacks the panel {wanted:?}; it has {titles:?}"
+        );
+    }
+    for needed in [
+        "lifeboat_rpo_seconds",
+        "lifeboat_sla_rpo_seconds",
+        "lifeboat_drill_rto_seconds",
+    ] {
+        assert!(queried.contains(needed), "no panel shows {needed}");
+    }
+}
+
+#[tokio::test]
+async fn the_prometheus_rules_reference_only_exported_metrics() {
+    let exported = exported_names().await;
+    let rules: serde_json::Value =
+        serde_saphyr::from_str(&repo_file("deploy/prometheus/lifeboat-rules.yaml")).expect("the rules are YAML");
+
+    let mut recorded = BTreeSet::new();
+    let mut alerts = BTreeSet::new();
+    for group in rules["groups"].as_array().expect("groups") {
+        let group_name = group["name"].as_str().expect("every group has a name");
+        for rule in group["rules"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{group_name}: no rules"))
+        {
+            let expr = rule["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{group_name}: a rule without expr: {rule}"));
+            for name in metric_names_in(expr) {
+                assert!(
+                    exported.contains(&name),
+                    "{group_name}: {expr} references {name}, which is not exported"
+                );
+            }
+            // Recording rules used by alerts must be defined in the file.
+            for part in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+                if part.starts_with("lifeboat:") {
+                    assert!(
+                        recorded.contains(part),
+                        "{expr} uses {part} before or without a rule recording it"
+                    );
+                }
+            }
+            match (rule["record"].as_str(), rule["alert"].as_str()) {
+                (Some(record), None) => {
+                    assert!(
+                        record.starts_with("lifeboat:"),
+                        "recorded name {record} must follow level:metric"
+                    );
+                    recorded.insert(record.to_owned());
+                }
+                (None, Some(alert)) => {
+                    assert!(alerts.insert(alert.to_owned()), "alert {alert} is defined twice");
+                    assert!(rule["labels"]["severity"].is_string(), "{alert}: no severity label");
+                    assert!(rule["annotations"]["summary"].is_string(), "{alert}: no summary");
+                    assert!(
+                        rule["annotations"]["description"].is_string(),
+                        "{alert}: no description"
+                    );
+                }
+                _ => panic!("{group_name}: a rule must have exactly one of record and alert: {rule}"),
+            }
+        }
+    }
+    for wanted in [
+        "LifeboatRpoAboveSla",
+        "LifeboatNoRecentBackup",
+        "LifeboatDrillNotPassing",
+        "LifeboatFateCritical",
+    ] {
+        assert!(
+            alerts.contains(wanted),
+            "the rules lack the alert {wanted}; they have {alerts:?}"
+        );
+    }
 }
