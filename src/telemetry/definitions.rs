@@ -12,8 +12,6 @@ pub enum MetricKind {
     Gauge,
     /// Observations counted into buckets; exposed as `_bucket`, `_sum` and `_count`.
     Histogram,
-    /// Constant 1 with the information in its labels; the exposed name ends in `_info`.
-    Info,
 }
 
 impl MetricKind {
@@ -22,7 +20,6 @@ impl MetricKind {
             MetricKind::Counter => "counter",
             MetricKind::Gauge => "gauge",
             MetricKind::Histogram => "histogram",
-            MetricKind::Info => "info",
         }
     }
 
@@ -30,7 +27,6 @@ impl MetricKind {
     fn suffix(self) -> &'static str {
         match self {
             MetricKind::Counter => "_total",
-            MetricKind::Info => "_info",
             MetricKind::Gauge | MetricKind::Histogram => "",
         }
     }
@@ -74,7 +70,7 @@ pub struct MetricDef {
 
 impl MetricDef {
     /// The name to hand to the registry: without the suffixes that the encoder appends for the
-    /// kind (`_total`, `_info`) and the unit (`_seconds`, `_bytes`).
+    /// kind (`_total`) and the unit (`_seconds`, `_bytes`).
     pub(crate) fn registry_name(&self) -> &'static str {
         let name = self.name.strip_suffix(self.kind.suffix()).unwrap_or(self.name);
         match self.unit {
@@ -107,7 +103,9 @@ pub const JOB_DURATION_BUCKETS: &[f64] = &[
 
 pub const BUILD_INFO: MetricDef = MetricDef {
     name: "lifeboat_build_info",
-    kind: MetricKind::Info,
+    // A gauge rather than OpenMetrics' `info` type, which parsers of the older Prometheus text
+    // format (and `promtool check metrics`) reject.
+    kind: MetricKind::Gauge,
     unit: None,
     labels: &["version"],
     help: "The running lifeboat build; the value is always 1 and the version is in the label",
@@ -347,7 +345,7 @@ mod tests {
         assert_eq!(BACKUP_BYTES.registry_name(), "lifeboat_backup");
         assert_eq!(JOB_DURATION.registry_name(), "lifeboat_job_duration");
         assert_eq!(JOB_FAILURES.registry_name(), "lifeboat_job_failures");
-        assert_eq!(BUILD_INFO.registry_name(), "lifeboat_build");
+        assert_eq!(BUILD_INFO.registry_name(), "lifeboat_build_info");
         assert_eq!(FATE_FINDINGS.registry_name(), "lifeboat_fate_findings");
     }
 
