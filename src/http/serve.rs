@@ -107,7 +107,7 @@ impl Server {
         tokio::select! {
             result = &mut server => result.map_err(|source| ServeError::Serve { addr, source }),
             () = drained => {
-                tracing::warn!(%addr, ?drain_timeout, "HTTP connections still open after the drain timeout; closing them");
+                tracing::warn!(%addr, ?drain_timeout, "HTTP connections still open after the drain timeout; no longer waiting for them");
                 Ok(())
             }
         }
