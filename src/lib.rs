@@ -12,6 +12,7 @@ pub mod engine;
 pub mod http;
 pub mod ops;
 pub mod repo;
+pub mod schedule;
 pub mod scratch;
 pub mod storage;
 pub mod telemetry;

@@ -10,8 +10,8 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use jiff::Timestamp;
 use lifeboat::catalog::{
-    self, Catalog, CatalogError, CatalogTarget, DrillRunFilter, DrillRunRecord, DrillVerdict, RunFilter, RunKind,
-    RunRecord, RunStatus, SnapshotFilter, SnapshotRecord,
+    self, Catalog, CatalogError, CatalogTarget, DrillRunFilter, DrillRunRecord, DrillVerdict, JobClaim, JobDone,
+    RunFilter, RunKind, RunRecord, RunStatus, SnapshotFilter, SnapshotRecord,
 };
 use serde_json::json;
 use sqlx::Connection;
@@ -150,6 +150,9 @@ suite! {
         drill_runs_filter_and_limit,
         drill_run_replaced_by_id,
         drill_run_invalid_values_are_refused,
+        job_occurrence_is_claimed_once,
+        job_lease_blocks_overlap_until_it_expires,
+        job_skip_is_reported_once,
     ],
     target: [
         reopen_keeps_data_and_migrates_idempotently,
@@ -1086,7 +1089,7 @@ async fn drill_runs_migration_applies_on_top_of_schema_1(target: &CatalogTarget)
     cat.close().await;
 
     let mut raw = Raw::connect(target).await;
-    assert_eq!(raw.applied_migrations().await, [1, 2]);
+    assert_eq!(raw.applied_migrations().await, [1, 2, 3]);
     raw.close().await;
 
     // And again: nothing more to apply, nothing lost.
@@ -1260,4 +1263,91 @@ async fn postgres_evidence_is_queryable_jsonb() {
     .catch_unwind()
     .await;
     finish(fx, outcome).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduled jobs: claims and leases
+
+fn claim(job: &str, due: i64, owner: &str, now: i64, lease: i64) -> JobClaim {
+    const T0: i64 = 1_795_000_000;
+    JobClaim {
+        job: job.into(),
+        due: ts(T0 + due, 0),
+        owner: owner.into(),
+        now: ts(T0 + now, 0),
+        lease_until: ts(T0 + now + lease, 0),
+    }
+}
+
+fn done(job: &str, owner: &str, at: i64, outcome: &str) -> JobDone {
+    JobDone {
+        job: job.into(),
+        owner: owner.into(),
+        finished_at: ts(1_795_000_000 + at, 0),
+        outcome: outcome.into(),
+        detail: Some(format!("{outcome} at {at}")),
+    }
+}
+
+async fn job_occurrence_is_claimed_once(cat: &dyn Catalog) {
+    assert!(cat.claim_job(&claim("backup:orders", 100, "a", 100, 60)).await.unwrap());
+    // Another daemon, same occurrence: refused, even after the first run finished.
+    assert!(!cat.claim_job(&claim("backup:orders", 100, "b", 101, 60)).await.unwrap());
+    cat.finish_job(&done("backup:orders", "a", 110, "ok")).await.unwrap();
+    assert!(!cat.claim_job(&claim("backup:orders", 100, "b", 111, 60)).await.unwrap());
+    // An older occurrence is never run after a newer one.
+    assert!(!cat.claim_job(&claim("backup:orders", 50, "b", 111, 60)).await.unwrap());
+    // The next occurrence is free.
+    assert!(cat.claim_job(&claim("backup:orders", 200, "b", 200, 60)).await.unwrap());
+    // Another job is independent.
+    assert!(cat.claim_job(&claim("verify:orders", 100, "a", 200, 60)).await.unwrap());
+
+    let jobs = cat.jobs().await.unwrap();
+    let names: Vec<&str> = jobs.iter().map(|j| j.job.as_str()).collect();
+    assert_eq!(names, ["backup:orders", "verify:orders"]);
+    let backup = &jobs[0];
+    assert_eq!(backup.owner.as_deref(), Some("b"));
+    assert_eq!(backup.last_due, Some(ts(1_795_000_200, 0)));
+    assert_eq!(backup.last_outcome.as_deref(), Some("ok"), "the last finished run");
+    assert_eq!(backup.last_finished, Some(ts(1_795_000_110, 0)));
+}
+
+async fn job_lease_blocks_overlap_until_it_expires(cat: &dyn Catalog) {
+    assert!(cat.claim_job(&claim("drill:nightly", 100, "a", 100, 60)).await.unwrap());
+    // The next occurrence comes while the first run still holds its lease: no overlap.
+    assert!(!cat.claim_job(&claim("drill:nightly", 130, "b", 130, 60)).await.unwrap());
+    // Renewing by the holder works, by anyone else does not.
+    assert!(cat.renew_job("drill:nightly", "a", ts(1_795_000_250, 0)).await.unwrap());
+    assert!(!cat.renew_job("drill:nightly", "b", ts(1_795_000_250, 0)).await.unwrap());
+    assert!(!cat.claim_job(&claim("drill:nightly", 200, "b", 200, 60)).await.unwrap());
+    // Daemon a dies: once its lease has expired, b takes the next occurrence.
+    assert!(cat.claim_job(&claim("drill:nightly", 300, "b", 300, 60)).await.unwrap());
+    // a comes back: it lost the lease and cannot renew it, and its late finish changes nothing.
+    assert!(!cat.renew_job("drill:nightly", "a", ts(1_795_000_400, 0)).await.unwrap());
+    cat.finish_job(&done("drill:nightly", "a", 305, "failed"))
+        .await
+        .unwrap();
+    let job = cat.jobs().await.unwrap().remove(0);
+    assert_eq!(job.owner.as_deref(), Some("b"));
+    assert_eq!(job.last_outcome, None);
+    cat.finish_job(&done("drill:nightly", "b", 310, "ok")).await.unwrap();
+    let job = cat.jobs().await.unwrap().remove(0);
+    assert_eq!((job.owner, job.lease_expires), (None, None));
+    assert_eq!(job.last_outcome.as_deref(), Some("ok"));
+}
+
+async fn job_skip_is_reported_once(cat: &dyn Catalog) {
+    let t = |s: i64| ts(1_795_000_000 + s, 0);
+    assert!(cat.skip_job("prune:orders", t(100)).await.unwrap());
+    assert!(
+        !cat.skip_job("prune:orders", t(100)).await.unwrap(),
+        "a second daemon does not report again"
+    );
+    assert!(!cat.claim_job(&claim("prune:orders", 100, "a", 150, 60)).await.unwrap());
+    assert!(cat.claim_job(&claim("prune:orders", 200, "a", 200, 60)).await.unwrap());
+    // Skipping while a run holds the lease moves the due time but keeps the run's lease.
+    assert!(cat.skip_job("prune:orders", t(300)).await.unwrap());
+    let job = cat.jobs().await.unwrap().remove(0);
+    assert_eq!(job.owner.as_deref(), Some("a"));
+    assert_eq!(job.last_due, Some(t(300)));
 }

@@ -759,7 +759,7 @@ fn restore_points() {
 }
 
 #[test]
-fn schedules_are_checked_for_field_count_and_characters() {
+fn schedules_are_checked_as_crontab_expressions() {
     let env = Env::new();
     let file = env.drills().join("drill.yaml");
     let load = |s: &str| env.load(&format!("{}schedule: \"{s}\"\n", drill("a", MINIMAL)));
@@ -775,7 +775,9 @@ fn schedules_are_checked_for_field_count_and_characters() {
     for (s, message, fix) in [
         ("0 3 * *", "has 4 fields", "5 crontab fields"),
         ("0 0 3 * * * 2026", "has 7 fields", "5 crontab fields"),
-        ("0 3 * * mon;tue", "`mon;tue`", "digits, names"),
+        ("0 3 * * mon;tue", "illegal character ';'", "5 crontab fields"),
+        // Ranges are checked too: there is no hour 25.
+        ("0 25 * * *", "not a valid crontab expression", "5 crontab fields"),
         ("@daily", "`@` shortcuts", "schedule: \"0 0 * * *\""),
     ] {
         let problems = load(s).unwrap_err().into_problems();

@@ -93,6 +93,26 @@ pub trait Catalog: Send + Sync {
     /// the catalog are ignored. Returns how many records were removed.
     async fn delete_snapshots(&self, repository: &str, ids: &[String]) -> Result<u64, CatalogError>;
 
+    /// Every scheduled job the daemons have seen, by name.
+    async fn jobs(&self) -> Result<Vec<JobState>, CatalogError>;
+
+    /// Claims the occurrence `claim.due` of a job for `claim.owner` until `claim.lease_until`, in one
+    /// atomic statement. Succeeds (true) only when no daemon has taken care of this occurrence or a
+    /// later one yet, and no run of the job holds a lease that is still valid at `claim.now`: so each
+    /// occurrence runs once across every daemon sharing the catalog, and a job never overlaps itself.
+    async fn claim_job(&self, claim: &JobClaim) -> Result<bool, CatalogError>;
+
+    /// Records that occurrences up to `due` were taken care of without running (reported missed).
+    /// True when this call moved the job forward: the caller is the one daemon that reports them.
+    async fn skip_job(&self, job: &str, due: jiff::Timestamp) -> Result<bool, CatalogError>;
+
+    /// Extends a running job's lease; false when `owner` no longer holds it (it expired and was
+    /// taken over), in which case the run should stop.
+    async fn renew_job(&self, job: &str, owner: &str, lease_until: jiff::Timestamp) -> Result<bool, CatalogError>;
+
+    /// Ends `owner`'s run of `job`, releasing the lease and recording the outcome.
+    async fn finish_job(&self, done: &JobDone) -> Result<(), CatalogError>;
+
     /// History of runs (backups, restores, verifies), successful or not. With `id: None` a new run
     /// is inserted; with `id: Some(n)` run `n` is overwritten (an error if it does not exist).
     /// Returns the run's id.
@@ -140,6 +160,43 @@ pub struct SnapshotRecord {
     pub rows: u64,
 }
 
+/// A scheduled job as the catalog knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobState {
+    /// `<kind>:<target>`, e.g. `backup:orders`.
+    pub job: String,
+    /// The newest occurrence a daemon has taken care of.
+    pub last_due: Option<jiff::Timestamp>,
+    /// The daemon running the job now, if any.
+    pub owner: Option<String>,
+    pub lease_expires: Option<jiff::Timestamp>,
+    pub last_started: Option<jiff::Timestamp>,
+    pub last_finished: Option<jiff::Timestamp>,
+    /// `ok`, `failed` or `cancelled`.
+    pub last_outcome: Option<String>,
+    pub last_detail: Option<String>,
+}
+
+/// See [`Catalog::claim_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobClaim {
+    pub job: String,
+    pub due: jiff::Timestamp,
+    pub owner: String,
+    pub now: jiff::Timestamp,
+    pub lease_until: jiff::Timestamp,
+}
+
+/// See [`Catalog::finish_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDone {
+    pub job: String,
+    pub owner: String,
+    pub finished_at: jiff::Timestamp,
+    pub outcome: String,
+    pub detail: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotFilter {
     pub source: Option<String>,
@@ -153,6 +210,7 @@ pub enum RunKind {
     Backup,
     Restore,
     Verify,
+    Prune,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -243,6 +301,7 @@ impl RunKind {
             RunKind::Backup => "backup",
             RunKind::Restore => "restore",
             RunKind::Verify => "verify",
+            RunKind::Prune => "prune",
         }
     }
 }
@@ -292,6 +351,7 @@ impl FromStr for RunKind {
             "backup" => Ok(RunKind::Backup),
             "restore" => Ok(RunKind::Restore),
             "verify" => Ok(RunKind::Verify),
+            "prune" => Ok(RunKind::Prune),
             _ => Err(format!("unknown run kind {s:?}; expected backup, restore or verify")),
         }
     }

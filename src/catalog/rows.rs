@@ -417,3 +417,39 @@ pub(crate) fn check_rebuild_input(repository: &str, snapshots: &[SnapshotRecord]
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
+
+/// The job columns, in the order [`JobRow`] reads them.
+macro_rules! job_columns {
+    () => {
+        "job, last_due_ns, owner, lease_expires_ns, last_started_ns, last_finished_ns, last_outcome, last_detail"
+    };
+}
+pub(crate) use job_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct JobRow {
+    job: String,
+    last_due_ns: Option<i64>,
+    owner: Option<String>,
+    lease_expires_ns: Option<i64>,
+    last_started_ns: Option<i64>,
+    last_finished_ns: Option<i64>,
+    last_outcome: Option<String>,
+    last_detail: Option<String>,
+}
+
+impl JobRow {
+    pub(crate) fn into_record(self, target: &str) -> Result<super::JobState, CatalogError> {
+        let ts = |field: &str, v: Option<i64>| v.map(|ns| ts_from_db(target, field, ns)).transpose();
+        Ok(super::JobState {
+            last_due: ts("last_due_ns", self.last_due_ns)?,
+            lease_expires: ts("lease_expires_ns", self.lease_expires_ns)?,
+            last_started: ts("last_started_ns", self.last_started_ns)?,
+            last_finished: ts("last_finished_ns", self.last_finished_ns)?,
+            job: self.job,
+            owner: self.owner,
+            last_outcome: self.last_outcome,
+            last_detail: self.last_detail,
+        })
+    }
+}

@@ -8,12 +8,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use super::error::Scrubber;
 use super::rows::{
-    self, DrillRunParams, DrillRunRow, RunParams, RunRow, SnapshotParams, SnapshotRow, drill_run_columns, run_columns,
-    snapshot_columns,
+    self, DrillRunParams, DrillRunRow, JobRow, RunParams, RunRow, SnapshotParams, SnapshotRow, drill_run_columns,
+    job_columns, run_columns, snapshot_columns, ts_to_db,
 };
 use super::{
-    Catalog, CatalogError, DrillRunFilter, DrillRunRecord, MAX_CANDIDATES, RunFilter, RunRecord, SnapshotFilter,
-    SnapshotRecord,
+    Catalog, CatalogError, DrillRunFilter, DrillRunRecord, JobClaim, JobDone, JobState, MAX_CANDIDATES, RunFilter,
+    RunRecord, SnapshotFilter, SnapshotRecord,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -270,6 +270,78 @@ impl Catalog for SqliteCatalog {
         }
         tx.commit().await.map_err(self.err(op))?;
         Ok(removed)
+    }
+
+    async fn jobs(&self) -> Result<Vec<JobState>, CatalogError> {
+        let rows: Vec<JobRow> = sqlx::query_as(concat!("SELECT ", job_columns!(), " FROM jobs ORDER BY job"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.err("jobs"))?;
+        rows.into_iter().map(|r| r.into_record(&self.target)).collect()
+    }
+
+    async fn claim_job(&self, c: &JobClaim) -> Result<bool, CatalogError> {
+        // One statement, so that two daemons racing for the same occurrence are serialised by the
+        // database: the row lock (PostgreSQL) or the write lock (SQLite) lets one update through,
+        // and the other then sees the moved `last_due_ns` and changes nothing.
+        let result = sqlx::query(
+            "INSERT INTO jobs (job, last_due_ns, owner, lease_expires_ns, last_started_ns) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (job) DO UPDATE SET last_due_ns = excluded.last_due_ns, owner = excluded.owner, \
+             lease_expires_ns = excluded.lease_expires_ns, last_started_ns = excluded.last_started_ns \
+             WHERE (jobs.last_due_ns IS NULL OR jobs.last_due_ns < excluded.last_due_ns) \
+             AND (jobs.owner IS NULL OR jobs.lease_expires_ns < ?5)",
+        )
+        .bind(&c.job)
+        .bind(ts_to_db("due", c.due)?)
+        .bind(&c.owner)
+        .bind(ts_to_db("lease_until", c.lease_until)?)
+        .bind(ts_to_db("now", c.now)?)
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("claim_job"))?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn skip_job(&self, job: &str, due: jiff::Timestamp) -> Result<bool, CatalogError> {
+        let result = sqlx::query(
+            "INSERT INTO jobs (job, last_due_ns) VALUES (?1, ?2) \
+             ON CONFLICT (job) DO UPDATE SET last_due_ns = excluded.last_due_ns \
+             WHERE jobs.last_due_ns IS NULL OR jobs.last_due_ns < excluded.last_due_ns",
+        )
+        .bind(job)
+        .bind(ts_to_db("due", due)?)
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("skip_job"))?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn renew_job(&self, job: &str, owner: &str, lease_until: jiff::Timestamp) -> Result<bool, CatalogError> {
+        let result = sqlx::query("UPDATE jobs SET lease_expires_ns = ?3 WHERE job = ?1 AND owner = ?2")
+            .bind(job)
+            .bind(owner)
+            .bind(ts_to_db("lease_until", lease_until)?)
+            .execute(&self.pool)
+            .await
+            .map_err(self.err("renew_job"))?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn finish_job(&self, d: &JobDone) -> Result<(), CatalogError> {
+        sqlx::query(
+            "UPDATE jobs SET owner = NULL, lease_expires_ns = NULL, last_finished_ns = ?3, \
+             last_outcome = ?4, last_detail = ?5 WHERE job = ?1 AND owner = ?2",
+        )
+        .bind(&d.job)
+        .bind(&d.owner)
+        .bind(ts_to_db("finished_at", d.finished_at)?)
+        .bind(&d.outcome)
+        .bind(&d.detail)
+        .execute(&self.pool)
+        .await
+        .map_err(self.err("finish_job"))?;
+        Ok(())
     }
 
     async fn record_run(&self, r: &RunRecord) -> Result<i64, CatalogError> {

@@ -18,6 +18,7 @@ mod error;
 mod model;
 mod raw;
 mod secret;
+mod service;
 mod syntax;
 mod validate;
 
@@ -26,6 +27,10 @@ use std::path::{Path, PathBuf};
 pub use error::{ConfigError, Position, Problem};
 pub use model::{CatalogConfig, Config, EncryptionConfig, RepositoryConfig, SourceConfig, SourceKind};
 pub use secret::{Secret, SecretRef};
+pub use service::{
+    AlertsConfigSpec, DaemonConfig, RetentionConfig, RouteSpec, SeverityFloor, SinkSpec, SmtpTls, SourcePings,
+    SourceSchedules,
+};
 
 // Shared with the drill files' loader (`crate::drill::spec`), which reports problems the
 // same way and follows the same rules for names, paths, secrets and environments.

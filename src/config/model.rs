@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use super::check::{self, Check};
 use super::error::Problem;
 use super::secret::{Secret, SecretRef};
+use super::service::{AlertsConfigSpec, DaemonConfig, RetentionConfig, SourcePings, SourceSchedules};
 
 #[derive(Clone)]
 pub struct Config {
@@ -25,6 +26,10 @@ pub struct Config {
     pub catalog: Option<CatalogConfig>,
     pub repositories: BTreeMap<String, RepositoryConfig>,
     pub sources: BTreeMap<String, SourceConfig>,
+    /// `daemon:`, with defaults when absent.
+    pub daemon: DaemonConfig,
+    /// `alerts:`; empty when absent.
+    pub alerts: AlertsConfigSpec,
     /// Every secret and path to check, with the position of the key that names it, so
     /// `check` can point at the key that names a missing secret.
     pub(super) checks: Vec<Check>,
@@ -59,7 +64,7 @@ pub struct EncryptionConfig {
     pub identity: Option<SecretRef>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SourceConfig {
     pub name: String,
     pub kind: SourceKind,
@@ -71,6 +76,11 @@ pub struct SourceConfig {
     /// A key of [`Config::repositories`].
     pub repository: String,
     pub pg_bin_dir: Option<PathBuf>,
+    /// When the daemon backs up, verifies and prunes this source.
+    pub schedules: SourceSchedules,
+    /// What `prune` keeps; `None`: the source is never pruned.
+    pub retention: Option<RetentionConfig>,
+    pub pings: SourcePings,
 }
 
 /// Database kinds the config knows. Only `Postgres` passes validation today; the others are
@@ -157,6 +167,8 @@ impl fmt::Debug for Config {
             .field("catalog", &self.catalog)
             .field("repositories", &self.repositories)
             .field("sources", &self.sources)
+            .field("daemon", &self.daemon)
+            .field("alerts", &self.alerts)
             .finish_non_exhaustive()
     }
 }

@@ -28,6 +28,135 @@ pub(crate) struct RawConfig {
     pub repositories: Option<S<Named<RawRepository>>>,
     #[serde(default)]
     pub sources: Option<S<Named<RawSource>>>,
+    #[serde(default)]
+    pub daemon: Option<S<RawDaemon>>,
+    #[serde(default)]
+    pub alerts: Option<S<RawAlerts>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDaemon {
+    #[serde(default)]
+    pub listen: Option<S<String>>,
+    #[serde(default)]
+    pub timezone: Option<S<String>>,
+    #[serde(default)]
+    pub catch_up: Option<S<String>>,
+    #[serde(default)]
+    pub jitter: Option<S<String>>,
+    #[serde(default)]
+    pub shutdown_grace: Option<S<String>>,
+    #[serde(default)]
+    pub lease: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedules {
+    #[serde(default)]
+    pub backup: Option<S<String>>,
+    #[serde(default)]
+    pub verify: Option<S<String>>,
+    #[serde(default)]
+    pub prune: Option<S<String>>,
+    #[serde(default)]
+    pub timezone: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetention {
+    #[serde(default)]
+    pub keep_last: Option<S<u32>>,
+    #[serde(default)]
+    pub keep_hourly: Option<S<u32>>,
+    #[serde(default)]
+    pub keep_daily: Option<S<u32>>,
+    #[serde(default)]
+    pub keep_weekly: Option<S<u32>>,
+    #[serde(default)]
+    pub keep_monthly: Option<S<u32>>,
+    #[serde(default)]
+    pub keep_yearly: Option<S<u32>>,
+    #[serde(default)]
+    pub keep_within: Option<S<String>>,
+}
+
+/// A URL that may carry a secret (a webhook, a healthchecks ping URL): from env or file only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSecretUrl {
+    #[serde(default)]
+    pub url_env: Option<S<String>>,
+    #[serde(default)]
+    pub url_file: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPings {
+    #[serde(default)]
+    pub backup: Option<S<RawSecretUrl>>,
+    #[serde(default)]
+    pub verify: Option<S<RawSecretUrl>>,
+    #[serde(default)]
+    pub prune: Option<S<RawSecretUrl>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlerts {
+    #[serde(default)]
+    pub reminder: Option<S<String>>,
+    #[serde(default)]
+    pub sinks: Option<S<Named<RawSink>>>,
+    #[serde(default)]
+    pub routes: Option<S<Named<RawRoute>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSink {
+    #[serde(default)]
+    pub kind: Option<S<String>>,
+    #[serde(default)]
+    pub url_env: Option<S<String>>,
+    #[serde(default)]
+    pub url_file: Option<S<String>>,
+    /// PagerDuty: the Events API endpoint, for a proxy or a test server.
+    #[serde(default)]
+    pub endpoint: Option<S<String>>,
+    #[serde(default)]
+    pub routing_key_env: Option<S<String>>,
+    #[serde(default)]
+    pub routing_key_file: Option<S<String>>,
+    /// Email: `smtp://host:port`.
+    #[serde(default)]
+    pub server: Option<S<String>>,
+    #[serde(default)]
+    pub tls: Option<S<String>>,
+    #[serde(default)]
+    pub username: Option<S<String>>,
+    #[serde(default)]
+    pub password_env: Option<S<String>>,
+    #[serde(default)]
+    pub password_file: Option<S<String>>,
+    #[serde(default)]
+    pub from: Option<S<String>>,
+    #[serde(default)]
+    pub to: Option<S<Vec<S<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    #[serde(default)]
+    pub sinks: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub min_severity: Option<S<String>>,
+    #[serde(default)]
+    pub sources: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,4 +219,10 @@ pub(crate) struct RawSource {
     pub repository: Option<S<String>>,
     #[serde(default)]
     pub pg_bin_dir: Option<S<String>>,
+    #[serde(default)]
+    pub schedule: Option<S<RawSchedules>>,
+    #[serde(default)]
+    pub retention: Option<S<RawRetention>>,
+    #[serde(default)]
+    pub pings: Option<S<RawPings>>,
 }

@@ -910,32 +910,14 @@ impl DrillValidator<'_> {
             );
             return None;
         }
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        if !matches!(fields.len(), 5 | 6) {
-            self.report(
-                pos(s),
-                format!(
-                    "schedule `{}` has {} fields; a schedule has 5 (or 6 with leading seconds)",
-                    text.escape_debug(),
-                    fields.len()
-                ),
-                FORMS,
-            );
-            return None;
+        // Checked in UTC here; the daemon reads it in its own zone unless it starts with `CRON_TZ=`.
+        match crate::schedule::Schedule::parse(text, chrono_tz::Tz::UTC) {
+            Ok(_) => Some(text.split_whitespace().collect::<Vec<_>>().join(" ")),
+            Err(e) => {
+                self.report(pos(s), e.message, e.fix);
+                None
+            }
         }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || "*/,-?#".contains(c);
-        if let Some(bad) = fields.iter().find(|f| !f.chars().all(allowed)) {
-            self.report(
-                pos(s),
-                format!(
-                    "schedule field `{}` has characters a crontab field cannot have",
-                    bad.escape_debug()
-                ),
-                format!("use digits, names (MON, JAN), `*`, `,`, `-`, `/`, `?`, `#`; {FORMS}"),
-            );
-            return None;
-        }
-        Some(fields.join(" "))
     }
 
     fn duration(&mut self, key: &str, s: &S<String>) -> Option<Duration> {

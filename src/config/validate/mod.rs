@@ -20,6 +20,7 @@ use super::secret::SecretRef;
 use super::syntax::yaml_problem;
 
 mod repository;
+mod service;
 mod source;
 
 const REPO_URL_FORMS: &str =
@@ -179,6 +180,7 @@ impl<'a> Validator<'a> {
             None => Some(self.base.join("drills")),
         };
         let catalog = raw.catalog.as_ref().map(|c| self.catalog(c));
+        let daemon = self.daemon(raw.daemon.as_ref());
 
         let mut repositories = BTreeMap::new();
         let mut repo_names = Vec::new();
@@ -203,7 +205,7 @@ impl<'a> Validator<'a> {
         match &raw.sources {
             Some(map) if !map.value.is_empty() => {
                 for (key, source) in in_file_order(&map.value) {
-                    if let Some(s) = self.source(key, source, &repo_names) {
+                    if let Some(s) = self.source(key, source, &repo_names, daemon.timezone) {
                         sources.insert(s.name.clone(), s);
                     }
                 }
@@ -216,6 +218,15 @@ impl<'a> Validator<'a> {
             ),
         }
 
+        let source_names: Vec<&str> = match &raw.sources {
+            Some(map) => map.value.keys().map(|k| k.value.as_str()).collect(),
+            None => Vec::new(),
+        };
+        let alerts = match &raw.alerts {
+            Some(a) => self.alerts(a, &source_names),
+            None => Some(Default::default()),
+        };
+
         Some(Config {
             path: self.file.to_path_buf(),
             state_dir: state_dir?,
@@ -226,6 +237,8 @@ impl<'a> Validator<'a> {
             },
             repositories,
             sources,
+            daemon,
+            alerts: alerts?,
             // Filled in by `Validated`, once every check is recorded.
             checks: Vec::new(),
         })

@@ -9,7 +9,13 @@ use crate::config::model::{SourceConfig, SourceKind};
 use crate::config::raw::{RawSource, S};
 
 impl Validator<'_> {
-    pub(super) fn source(&mut self, key: &S<String>, raw: &S<RawSource>, repo_names: &[&str]) -> Option<SourceConfig> {
+    pub(super) fn source(
+        &mut self,
+        key: &S<String>,
+        raw: &S<RawSource>,
+        repo_names: &[&str],
+        zone: chrono_tz::Tz,
+    ) -> Option<SourceConfig> {
         let name = key.value.as_str();
         let name_ok = self.name("source", key);
         let s: &RawSource = &raw.value;
@@ -81,6 +87,17 @@ impl Validator<'_> {
             Some(dir)
         });
 
+        let schedules = s
+            .schedule
+            .as_ref()
+            .map(|r| self.schedules(name, r, zone))
+            .unwrap_or_default();
+        let retention = match &s.retention {
+            Some(r) => Some(self.retention(name, r)?),
+            None => None,
+        };
+        let pings = s.pings.as_ref().map(|p| self.pings(name, p)).unwrap_or_default();
+
         if !name_ok {
             return None;
         }
@@ -92,6 +109,9 @@ impl Validator<'_> {
             environment: environment?,
             repository: repository?,
             pg_bin_dir,
+            schedules,
+            retention,
+            pings,
         })
     }
 

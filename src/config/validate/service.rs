@@ -1,0 +1,540 @@
+//! Validation of what only the daemon reads: `daemon:`, a source's `schedule:`, `retention:` and
+//! `pings:`, and `alerts:`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::{Validator, in_file_order, pos};
+use crate::config::check::Target;
+use crate::config::error::{backticked, did_you_mean};
+use crate::config::raw::{
+    RawAlerts, RawDaemon, RawPings, RawRetention, RawRoute, RawSchedules, RawSecretUrl, RawSink, S,
+};
+use crate::config::secret::SecretRef;
+use crate::config::service::{
+    AlertsConfigSpec, DaemonConfig, RetentionConfig, RouteSpec, SeverityFloor, SinkSpec, SmtpTls, SourcePings,
+    SourceSchedules,
+};
+use crate::schedule::{Schedule, parse_zone};
+
+const DURATION_FORMS: &str = "write a whole number and a unit: `90s`, `10m`, `6h`, `7d`, or a combination \
+                              from the largest unit down such as `1h30m`";
+const SINK_KINDS: [&str; 4] = ["webhook", "slack", "pagerduty", "email"];
+const SEVERITIES: [&str; 3] = ["info", "warning", "critical"];
+
+impl Validator<'_> {
+    pub(super) fn daemon(&mut self, raw: Option<&S<RawDaemon>>) -> DaemonConfig {
+        let mut d = DaemonConfig::default();
+        let Some(raw) = raw else { return d };
+        let r = &raw.value;
+        if let Some(l) = &r.listen {
+            match l.value.trim().parse::<SocketAddr>() {
+                Ok(addr) => d.listen = addr,
+                Err(_) => self.report(
+                    pos(l),
+                    format!(
+                        "`daemon.listen: {}` is not an address and port",
+                        l.value.trim().escape_debug()
+                    ),
+                    "write e.g. `listen: 127.0.0.1:9187` (an IP address, not a host name, and a port); \
+                     keep it on loopback unless a reverse proxy guards it",
+                ),
+            }
+        }
+        if let Some(z) = &r.timezone
+            && let Some(tz) = self.zone("daemon.timezone", z)
+        {
+            d.timezone = tz;
+        }
+        let mut duration = |key: &str, value: &Option<S<String>>, slot: &mut Duration, zero_ok: bool| {
+            if let Some(v) = value
+                && let Some(parsed) = self.service_duration(key, v, zero_ok)
+            {
+                *slot = parsed;
+            }
+        };
+        duration("daemon.catch_up", &r.catch_up, &mut d.catch_up, true);
+        duration("daemon.jitter", &r.jitter, &mut d.jitter, true);
+        duration("daemon.shutdown_grace", &r.shutdown_grace, &mut d.shutdown_grace, true);
+        duration("daemon.lease", &r.lease, &mut d.lease, false);
+        if d.lease < Duration::from_secs(10) {
+            self.report(
+                r.lease.as_ref().and_then(pos),
+                "`daemon.lease` is shorter than 10s",
+                "use at least `lease: 30s`: a daemon renews its claim every third of the lease, and a \
+                 short lease lets a slow catalog make two daemons run one job",
+            );
+        }
+        d
+    }
+
+    fn zone(&mut self, key: &str, z: &S<String>) -> Option<Tz> {
+        match parse_zone(&z.value) {
+            Ok(tz) => Some(tz),
+            Err(e) => {
+                self.report(pos(z), format!("`{key}`: {}", e.message), e.fix);
+                None
+            }
+        }
+    }
+
+    /// `0s` is allowed where zero means "off" (`jitter`, `catch_up`).
+    fn service_duration(&mut self, key: &str, v: &S<String>, zero_ok: bool) -> Option<Duration> {
+        let text = v.value.trim();
+        if zero_ok && matches!(text, "0" | "0s" | "0m" | "0h") {
+            return Some(Duration::ZERO);
+        }
+        let parsed = crate::drill::spec::parse_duration(text);
+        if parsed.is_none() {
+            self.report(
+                pos(v),
+                format!("`{key}: {}` is not a duration", text.escape_debug()),
+                DURATION_FORMS,
+            );
+        }
+        parsed
+    }
+
+    pub(super) fn schedules(&mut self, source: &str, raw: &S<RawSchedules>, default_zone: Tz) -> SourceSchedules {
+        let r = &raw.value;
+        let zone = match &r.timezone {
+            Some(z) => self.zone(&format!("sources.{source}.schedule.timezone"), z),
+            None => Some(default_zone),
+        };
+        let mut one = |job: &str, value: &Option<S<String>>| {
+            let v = value.as_ref()?;
+            match Schedule::parse(&v.value, zone?) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    self.report(
+                        pos(v),
+                        format!("`sources.{source}.schedule.{job}`: {}", e.message),
+                        e.fix,
+                    );
+                    None
+                }
+            }
+        };
+        let schedules = SourceSchedules {
+            backup: one("backup", &r.backup),
+            verify: one("verify", &r.verify),
+            prune: one("prune", &r.prune),
+        };
+        if r.backup.is_none() && r.verify.is_none() && r.prune.is_none() {
+            self.report(
+                pos(raw),
+                format!("`sources.{source}.schedule` names no job"),
+                "add `backup:`, `verify:` and/or `prune:` with a crontab expression, e.g. `backup: \"0 */6 * * *\"`",
+            );
+        }
+        schedules
+    }
+
+    pub(super) fn retention(&mut self, source: &str, raw: &S<RawRetention>) -> Option<RetentionConfig> {
+        let r = &raw.value;
+        let count = |v: &Option<S<u32>>| v.as_ref().map(|s| s.value).filter(|n| *n > 0);
+        let keep_within = match &r.keep_within {
+            Some(v) => Some(self.service_duration(&format!("sources.{source}.retention.keep_within"), v, false)?),
+            None => None,
+        };
+        let policy = RetentionConfig {
+            keep_last: count(&r.keep_last),
+            keep_hourly: count(&r.keep_hourly),
+            keep_daily: count(&r.keep_daily),
+            keep_weekly: count(&r.keep_weekly),
+            keep_monthly: count(&r.keep_monthly),
+            keep_yearly: count(&r.keep_yearly),
+            keep_within,
+        };
+        if policy == RetentionConfig::default() {
+            self.report(
+                pos(raw),
+                format!("`sources.{source}.retention` keeps nothing"),
+                "set at least one rule above zero, e.g. `retention: { keep_last: 7, keep_daily: 14 }`; \
+                 to keep every snapshot, remove `retention:`",
+            );
+            return None;
+        }
+        Some(policy)
+    }
+
+    pub(super) fn pings(&mut self, source: &str, raw: &S<RawPings>) -> SourcePings {
+        let r = &raw.value;
+        let mut one = |job: &str, v: &Option<S<RawSecretUrl>>| {
+            let v = v.as_ref()?;
+            let url = self.secret_url(&format!("sources.{source}.pings.{job}"), v);
+            if url.is_none() && v.value.url_env.is_none() && v.value.url_file.is_none() {
+                self.report(
+                    pos(v),
+                    format!("`sources.{source}.pings.{job}` has no URL"),
+                    "add `url_env: VAR` (or `url_file: PATH`) holding the check's ping URL, e.g. \
+                     https://hc-ping.com/<uuid>; it is secret because anyone with it can ping",
+                );
+            }
+            url
+        };
+        SourcePings {
+            backup: one("backup", &r.backup),
+            verify: one("verify", &r.verify),
+            prune: one("prune", &r.prune),
+        }
+    }
+
+    fn secret_url(&mut self, key: &str, raw: &S<RawSecretUrl>) -> Option<SecretRef> {
+        self.secret_ref(
+            "url",
+            &raw.value.url_env,
+            &raw.value.url_file,
+            key.into(),
+            Target::Secret,
+        )
+    }
+
+    pub(super) fn alerts(&mut self, raw: &S<RawAlerts>, source_names: &[&str]) -> Option<AlertsConfigSpec> {
+        let r = &raw.value;
+        let mut spec = AlertsConfigSpec::default();
+        let mut ok = true;
+        if let Some(v) = &r.reminder {
+            match self.service_duration("alerts.reminder", v, false) {
+                Some(d) => spec.reminder = d,
+                None => ok = false,
+            }
+        }
+        let mut sink_names = Vec::new();
+        if let Some(sinks) = &r.sinks {
+            for (key, sink) in in_file_order(&sinks.value) {
+                sink_names.push(key.value.clone());
+                if !self.name("alert sink", key) {
+                    ok = false;
+                    continue;
+                }
+                match self.sink(&key.value, sink) {
+                    Some(s) => {
+                        spec.sinks.insert(key.value.clone(), s);
+                    }
+                    None => ok = false,
+                }
+            }
+        }
+        if let Some(routes) = &r.routes {
+            for (key, route) in in_file_order(&routes.value) {
+                if !self.name("alert route", key) {
+                    ok = false;
+                    continue;
+                }
+                match self.route(&key.value, route, &sink_names, source_names) {
+                    Some(rt) => {
+                        spec.routes.insert(key.value.clone(), rt);
+                    }
+                    None => ok = false,
+                }
+            }
+        }
+        if !spec.sinks.is_empty() && spec.routes.is_empty() {
+            self.report(
+                pos(raw),
+                "`alerts` defines sinks but no routes, so no alert would ever be sent",
+                "add e.g. `routes: { oncall: { sinks: [NAME], min_severity: critical } }`",
+            );
+            ok = false;
+        }
+        ok.then_some(spec)
+    }
+
+    fn sink(&mut self, name: &str, raw: &S<RawSink>) -> Option<SinkSpec> {
+        let s = &raw.value;
+        let key = format!("alerts.sinks.{name}");
+        let Some(kind) = &s.kind else {
+            self.report(
+                pos(raw),
+                format!("alert sink `{name}` has no `kind`"),
+                format!("add `kind:` with one of {}", backticked(SINK_KINDS)),
+            );
+            return None;
+        };
+        let url = |v: &mut Self| v.secret_ref("url", &s.url_env, &s.url_file, format!("{key}.url"), Target::Secret);
+        let needs_url = |v: &mut Self, found: Option<SecretRef>| {
+            if found.is_none() && s.url_env.is_none() && s.url_file.is_none() {
+                v.report(
+                    pos(raw),
+                    format!("alert sink `{name}` has no URL"),
+                    "add `url_env: VAR` (or `url_file: PATH`) holding the webhook URL; it is kept out of \
+                     the file because anyone with it can post",
+                );
+            }
+            found
+        };
+        match kind.value.trim() {
+            "webhook" => Some(SinkSpec::Webhook {
+                url: {
+                    let u = url(self);
+                    needs_url(self, u)?
+                },
+            }),
+            "slack" => Some(SinkSpec::Slack {
+                url: {
+                    let u = url(self);
+                    needs_url(self, u)?
+                },
+            }),
+            "pagerduty" => {
+                let routing_key = self.secret_ref(
+                    "routing_key",
+                    &s.routing_key_env,
+                    &s.routing_key_file,
+                    format!("{key}.routing_key"),
+                    Target::Secret,
+                );
+                if routing_key.is_none() && s.routing_key_env.is_none() && s.routing_key_file.is_none() {
+                    self.report(
+                        pos(raw),
+                        format!("pagerduty sink `{name}` has no routing key"),
+                        "add `routing_key_env: VAR` naming a variable that holds the integration key of an \
+                         Events API v2 integration",
+                    );
+                }
+                let endpoint = match &s.endpoint {
+                    Some(e) => Some(self.http_url(&format!("{key}.endpoint"), e)?),
+                    None => None,
+                };
+                Some(SinkSpec::PagerDuty {
+                    routing_key: routing_key?,
+                    endpoint,
+                })
+            }
+            "email" => self.email(name, raw),
+            other => {
+                let fix = match did_you_mean(other, SINK_KINDS) {
+                    Some(near) => format!("did you mean `kind: {near}`?"),
+                    None => format!("use one of {}", backticked(SINK_KINDS)),
+                };
+                self.report(
+                    pos(kind),
+                    format!("unknown alert sink kind `{}`", other.escape_debug()),
+                    fix,
+                );
+                None
+            }
+        }
+    }
+
+    fn http_url(&mut self, key: &str, v: &S<String>) -> Option<url::Url> {
+        match url::Url::parse(v.value.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.password().is_none() => Some(u),
+            _ => {
+                self.report(
+                    pos(v),
+                    format!("`{key}` is not an http(s) URL without credentials"),
+                    "write e.g. `https://events.pagerduty.com/v2/enqueue`",
+                );
+                None
+            }
+        }
+    }
+
+    fn email(&mut self, name: &str, raw: &S<RawSink>) -> Option<SinkSpec> {
+        let s = &raw.value;
+        let key = format!("alerts.sinks.{name}");
+        let server = match &s.server {
+            None => {
+                self.report(
+                    pos(raw),
+                    format!("email sink `{name}` has no `server`"),
+                    "add e.g. `server: smtp://mail.internal:587`",
+                );
+                None
+            }
+            Some(v) => match url::Url::parse(v.value.trim()) {
+                Ok(u) if u.scheme() == "smtp" && u.host_str().is_some() && u.password().is_none() => Some(u),
+                _ => {
+                    self.report(
+                        pos(v),
+                        format!("`{key}.server` must be `smtp://HOST:PORT` (credentials go in username/password_env)"),
+                        "write e.g. `server: smtp://mail.internal:587`",
+                    );
+                    None
+                }
+            },
+        };
+        let tls = match &s.tls {
+            None => Some(SmtpTls::StartTls),
+            Some(t) => match t.value.trim() {
+                "starttls" => Some(SmtpTls::StartTls),
+                "tls" => Some(SmtpTls::Tls),
+                "none" => Some(SmtpTls::None),
+                other => {
+                    self.report(
+                        pos(t),
+                        format!("`{key}.tls: {}` is not known", other.escape_debug()),
+                        "write `tls: starttls` (port 587, the default), `tls: tls` (port 465) or `tls: none` \
+                         (a relay on this host only)",
+                    );
+                    None
+                }
+            },
+        };
+        let password = self.secret_ref(
+            "password",
+            &s.password_env,
+            &s.password_file,
+            format!("{key}.password"),
+            Target::Secret,
+        );
+        let address = |v: &mut Self, what: &str, a: &S<String>| {
+            let text = a.value.trim();
+            if text.parse::<lettre::Address>().is_ok() {
+                Some(text.to_owned())
+            } else {
+                v.report(
+                    pos(a),
+                    format!("`{key}.{what}`: `{}` is not an email address", text.escape_debug()),
+                    "write a plain address such as `lifeboat@example.com`",
+                );
+                None
+            }
+        };
+        let from = match &s.from {
+            Some(f) => address(self, "from", f),
+            None => {
+                self.report(
+                    pos(raw),
+                    format!("email sink `{name}` has no `from`"),
+                    "add e.g. `from: lifeboat@example.com`",
+                );
+                None
+            }
+        };
+        let to: Option<Vec<String>> = match &s.to {
+            Some(list) if !list.value.is_empty() => list.value.iter().map(|a| address(self, "to", a)).collect(),
+            other => {
+                self.report(
+                    other.as_ref().and_then(pos).or(pos(raw)),
+                    format!("email sink `{name}` has no recipients"),
+                    "add e.g. `to: [oncall@example.com]`",
+                );
+                None
+            }
+        };
+        Some(SinkSpec::Email {
+            server: server?,
+            tls: tls?,
+            username: s.username.as_ref().map(|u| u.value.trim().to_owned()),
+            password,
+            from: from?,
+            to: to?,
+        })
+    }
+
+    fn route(
+        &mut self,
+        name: &str,
+        raw: &S<RawRoute>,
+        sink_names: &[String],
+        source_names: &[&str],
+    ) -> Option<RouteSpec> {
+        let r = &raw.value;
+        let mut ok = true;
+        let sinks: Vec<String> = match &r.sinks {
+            Some(list) if !list.value.is_empty() => list
+                .value
+                .iter()
+                .filter_map(|s| {
+                    let wanted = s.value.trim();
+                    if sink_names.iter().any(|n| n == wanted) {
+                        return Some(wanted.to_owned());
+                    }
+                    let fix = match did_you_mean(wanted, sink_names.iter().map(String::as_str)) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => format!("define `{wanted}` under `alerts.sinks:`"),
+                    };
+                    self.report(
+                        pos(s),
+                        format!(
+                            "route `{name}` sends to sink `{}`, which is not defined",
+                            wanted.escape_debug()
+                        ),
+                        fix,
+                    );
+                    ok = false;
+                    None
+                })
+                .collect(),
+            other => {
+                self.report(
+                    other.as_ref().and_then(pos).or(pos(raw)),
+                    format!("alert route `{name}` has no sinks"),
+                    "add e.g. `sinks: [pagerduty]`",
+                );
+                return None;
+            }
+        };
+        let min_severity = match &r.min_severity {
+            None => SeverityFloor::Warning,
+            Some(v) => match v.value.trim() {
+                "info" => SeverityFloor::Info,
+                "warning" => SeverityFloor::Warning,
+                "critical" => SeverityFloor::Critical,
+                other => {
+                    self.report(
+                        pos(v),
+                        format!("unknown severity `{}`", other.escape_debug()),
+                        format!("use one of {}", backticked(SEVERITIES)),
+                    );
+                    return None;
+                }
+            },
+        };
+        let mut sources = Vec::new();
+        for glob in r.sources.iter().flat_map(|l| l.value.iter()) {
+            let g = glob.value.trim();
+            if !source_names.iter().any(|s| glob_matches(g, s)) {
+                self.report(
+                    pos(glob),
+                    format!("route `{name}`: `{}` matches no source", g.escape_debug()),
+                    format!(
+                        "use a source name or a glob such as `orders*`; sources are {}",
+                        backticked(source_names.iter().copied())
+                    ),
+                );
+                ok = false;
+            }
+            sources.push(g.to_owned());
+        }
+        ok.then_some(RouteSpec {
+            sinks,
+            min_severity,
+            sources,
+        })
+    }
+}
+
+/// `*` matches any run of characters, `?` one; nothing else is special. Used for the `sources`
+/// of alert routes.
+pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
+    fn go(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
+            _ => false,
+        }
+    }
+    go(pattern.as_bytes(), name.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_matches;
+
+    #[test]
+    fn globs() {
+        assert!(glob_matches("orders*", "orders"));
+        assert!(glob_matches("orders*", "orders-eu"));
+        assert!(!glob_matches("orders*", "rental"));
+        assert!(glob_matches("*", "x"));
+        assert!(glob_matches("o?ders", "orders"));
+    }
+}
