@@ -7,6 +7,7 @@ pub mod alert;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod drill;
 pub mod engine;
 pub mod http;

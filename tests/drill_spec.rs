@@ -28,6 +28,15 @@ sources:
     dsn: postgres://lifeboat@db.internal:5432/rental
     environment: production
     repository: offsite
+alerts:
+  sinks:
+    pager:
+      kind: pagerduty
+      routing_key_env: PAGERDUTY_KEY
+  routes:
+    oncall:
+      sinks: [pager]
+      min_severity: critical
 "#;
 
 /// The drill of the issue, exactly as written there.
@@ -977,4 +986,17 @@ fn long_labels_are_cut_at_a_word() {
         expect: expect("= 0"),
     };
     assert_eq!(sql.describe(), "sql: select count(*) from payments expect = 0");
+}
+
+#[test]
+fn alert_routes_must_be_defined_in_the_config() {
+    let env = Env::new();
+    let file = env.drills().join("drill.yaml");
+    let problems = env
+        .load(&format!("{}alerts: [oncal]\n", drill("a", MINIMAL)))
+        .unwrap_err()
+        .into_problems();
+    let p = only(&problems);
+    assert!(p.message.contains("`oncal`"), "{p}");
+    assert_at(p, &file, at(5, 10), "did you mean `oncall`?");
 }

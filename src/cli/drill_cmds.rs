@@ -43,7 +43,7 @@ pub fn verdict_exit(v: Verdict) -> Exit {
 }
 
 /// Resolves on SIGINT or SIGTERM, naming it.
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
@@ -56,43 +56,25 @@ async fn shutdown_signal() -> &'static str {
 pub async fn run_drill(ctx: &Context, name: &str, negative_control: bool, out: &Output) -> Result<Exit, CliError> {
     let specs = specs(ctx)?;
     let spec = find(&specs, name)?;
-    let source = ctx.source(&spec.source)?;
-    let repo = ctx.repository(&source.repository).await?;
     let meter = Meter::new(out.progress, "drill", None);
-    let inputs = DrillInputs {
-        spec,
-        source,
-        repository_name: &source.repository,
-        repo: &repo,
-        negative_control,
-        scratch_parent: None,
+    let catalog = match ctx.catalog().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("warning: catalog unavailable: {}", e.message);
+            None
+        }
     };
     // On SIGINT/SIGTERM the drill's future is dropped: the scratch cluster's guard stops it and
     // removes its directory, and child tools are killed with it.
-    let result = tokio::select! {
-        r = run::run(inputs, &meter) => r,
+    let outcome = tokio::select! {
+        r = run_recorded(ctx, catalog.as_deref(), spec, negative_control, &meter) => r,
         sig = shutdown_signal() => {
             meter.finish();
             return Err(CliError::new(Exit::Failed, format!("drill {name} interrupted by {sig}; its scratch environment was removed and nothing was recorded")));
         }
     };
     meter.finish();
-
-    let evidence = match record::store_evidence(&repo, &result).await {
-        Ok(path) => Some(path),
-        Err(e) => {
-            eprintln!("warning: the drill's evidence could not be stored in the repository: {e}");
-            None
-        }
-    };
-    match ctx.catalog().await {
-        Ok(c) => {
-            if let Err(e) = c.record_drill_run(&record::catalog_record(&result)).await {
-                eprintln!("warning: the catalog could not record this drill: {e}; fix: run `lifeboat catalog rebuild`");
-            }
-        }
-        Err(e) => eprintln!("warning: catalog unavailable: {}", e.message),
-    }
+    let (result, evidence) = outcome?;
 
     if out.json {
         out.json(&json!({"result": result, "evidence": evidence}));
@@ -115,6 +97,47 @@ pub async fn run_drill(ctx: &Context, name: &str, negative_control: bool, out: &
         });
     }
     Ok(verdict_exit(result.verdict))
+}
+
+/// Runs a drill and records its result as evidence in the repository and in the catalog (when
+/// there is one): what `lifeboat drill run` and the daemon's drill job both do. Returns the result
+/// and the evidence object's path; failing to record is a warning, the verdict stands.
+pub(crate) async fn run_recorded(
+    ctx: &Context,
+    catalog: Option<&dyn Catalog>,
+    spec: &DrillSpec,
+    negative_control: bool,
+    progress: &dyn crate::repo::Progress,
+) -> Result<(DrillResult, Option<String>), CliError> {
+    let source = ctx.source(&spec.source)?;
+    let repo = ctx.repository(&source.repository).await?;
+    let inputs = DrillInputs {
+        spec,
+        source,
+        repository_name: &source.repository,
+        repo: &repo,
+        negative_control,
+        scratch_parent: None,
+    };
+    let result = run::run(inputs, progress).await;
+    let evidence = match record::store_evidence(&repo, &result).await {
+        Ok(path) => Some(path),
+        Err(e) => {
+            tracing::warn!("the drill's evidence could not be stored in the repository: {e}");
+            None
+        }
+    };
+    if let Some(c) = catalog
+        && let Err(e) = c.record_drill_run(&record::catalog_record(&result)).await
+    {
+        tracing::warn!("the catalog could not record this drill: {e}; fix: run `lifeboat catalog rebuild`");
+    }
+    Ok((result, evidence))
+}
+
+/// The drill files of the config's `drills_dir`.
+pub(crate) fn load_specs(ctx: &Context) -> Result<Vec<DrillSpec>, CliError> {
+    specs(ctx)
 }
 
 fn print_result(r: &DrillResult, evidence: Option<&str>) {

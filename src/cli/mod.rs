@@ -1,14 +1,15 @@
 //! The command line: parse arguments, call `ops`, render tables, JSON and progress.
 
 mod check_config;
-mod context;
+pub(crate) mod context;
+mod daemon_cmds;
 mod demo;
-mod drill_cmds;
+pub(crate) mod drill_cmds;
 mod exit;
 mod progress;
 mod prune_cmds;
 mod render;
-mod repo_cmds;
+pub(crate) mod repo_cmds;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -151,6 +152,18 @@ the repository's deleting credential. Drill evidence is kept."
     },
     /// Validate the config: every problem with file:line:column and the fix.
     CheckConfig,
+    /// Run unattended: back up, verify, prune and drill on their schedules, alert, serve metrics.
+    #[command(after_help = "Example:\n  lifeboat daemon\n\n\
+Schedules are crontab lines (5 fields, Monday = 1, or 6 with seconds first) under each source's `schedule:` \
+and in each drill file, read in `daemon.timezone` unless they start with `CRON_TZ=Zone/Name`. Each run is \
+claimed in the catalog first, so daemons sharing a PostgreSQL catalog run it once between them and a job never \
+overlaps itself. Runs missed while no daemon ran are run once at start when within `daemon.catch_up`, and \
+reported as missed otherwise. SIGTERM/SIGINT: no new jobs, running ones get `daemon.shutdown_grace`, then are \
+cancelled cleanly; exit 0. Serves /metrics and /healthz on `daemon.listen` (default 127.0.0.1:9187). Logs go \
+to stderr (LIFEBOAT_LOG, default info).")]
+    Daemon,
+    /// The scheduled jobs: schedule, next run, last outcome, and which daemon runs them now.
+    Jobs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,7 +203,12 @@ enum CatalogAction {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The daemon's log is its record of what it did; a command's is only for trouble.
+    init_logging(if matches!(cli.command, Command::Daemon) {
+        "info"
+    } else {
+        "warn"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -252,15 +270,17 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                 } => drill_cmds::history(&ctx, &name, limit, &out).await,
                 Command::Sla => drill_cmds::sla(&ctx, &out).await,
                 Command::Prune(args) => prune_cmds::prune(&ctx, args, &out).await,
+                Command::Jobs => daemon_cmds::jobs(&ctx, &out).await,
+                Command::Daemon => daemon_cmds::daemon(ctx).await,
                 Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),
             }
         }
     }
 }
 
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -94,15 +94,30 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit, CliError> {
-    // The flags are the whole policy: given any, they replace whatever the config says. (The config's
-    // `retention:` is to be used here when no flag is given, once the config carries it.)
-    let policy = args.policy();
-    if policy.is_empty() {
-        return Err(CliError::usage(format!(
-            "prune needs a retention policy, and none was given (a count of 0 is no rule); fix: {}",
-            ops::HOW_TO_SET_A_POLICY
-        )));
-    }
+    // The flags are the whole policy: given any, they replace the source's `retention:` from the
+    // config rather than merging with it, so what runs is exactly what the command line says.
+    let flags = args.policy();
+    let policy = if !flags.is_empty() {
+        flags
+    } else {
+        match args.source.as_deref().map(|s| ctx.source(s)).transpose()? {
+            Some(source) => source.retention.clone().ok_or_else(|| {
+                CliError::usage(format!(
+                    "source `{}` has no retention policy (`retention:` in the config) and no --keep-* flag was given; fix: add \
+                     e.g. `retention: {{ keep_last: 7, keep_daily: 14 }}` under the source, or {}",
+                    source.name,
+                    ops::HOW_TO_SET_A_POLICY
+                ))
+            })?,
+            None => {
+                return Err(CliError::usage(format!(
+                    "prune needs a retention policy, and none was given (a count of 0 is no rule); fix: name a \
+                     source to use its `retention:` from the config, or {}",
+                    ops::HOW_TO_SET_A_POLICY
+                )));
+            }
+        }
+    };
     let repository = match (&args.repository, &args.source) {
         (Some(r), _) => ctx.repository_config(r)?.name.clone(),
         (None, Some(source)) => ctx.source(source)?.repository.clone(),
@@ -122,7 +137,8 @@ pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit,
                 "unknown time zone `{name}` ({e}); fix: give an IANA name such as UTC, Europe/Berlin or America/New_York"
             ))
         })?,
-        None => TimeZone::system(),
+        // Days and weeks are the operator's: the daemon's zone, as for schedules.
+        None => TimeZone::get(ctx.config.daemon.timezone.name()).unwrap_or(TimeZone::UTC),
     };
     let repo = ctx.repository(&repository).await?;
     let catalog = match ctx.catalog().await {

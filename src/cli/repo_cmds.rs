@@ -89,55 +89,12 @@ struct BackupJson<'a> {
 
 pub async fn backup(ctx: &Context, source_name: &str, uploads: usize, out: &Output) -> Result<Exit, CliError> {
     let source = ctx.source(source_name)?;
-    let engine = ctx.engine_for_source(source)?;
-    let repo = ctx.repository(&source.repository).await?;
     let catalog = open_catalog_or_warn(ctx).await;
-    let started_at = jiff::Timestamp::now();
     let meter = Arc::new(Meter::new(out.progress, "backup", None));
-    let result = ops::backup(
-        source_name,
-        engine.as_ref(),
-        &repo,
-        &WriteOptions {
-            uploads_in_flight: uploads,
-        },
-        meter.clone(),
-    )
-    .await;
+    let result = backup_recorded(ctx, catalog.as_deref(), source_name, uploads, meter.clone()).await;
     meter.finish();
-    let run = |status, snapshot_id: Option<String>, detail| RunRecord {
-        id: None,
-        kind: RunKind::Backup,
-        source: Some(source_name.to_string()),
-        repository: Some(source.repository.clone()),
-        snapshot_id,
-        started_at,
-        finished_at: jiff::Timestamp::now(),
-        status,
-        detail,
-    };
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let err: CliError = e.into();
-            if let Some(c) = &catalog {
-                let _ = c
-                    .record_run(&run(RunStatus::Failed, None, Some(err.message.clone())))
-                    .await;
-            }
-            return Err(err);
-        }
-    };
+    let report = result?;
     let m = &report.manifest;
-    if let Some(c) = &catalog {
-        if let Err(e) = c.record_snapshot(&ops::snapshot_record(&source.repository, m)).await {
-            eprintln!(
-                "warning: snapshot {} is committed to the repository but the catalog could not record it: {e}; fix: run `lifeboat catalog rebuild`",
-                m.id
-            );
-        }
-        let _ = c.record_run(&run(RunStatus::Ok, Some(m.id.clone()), None)).await;
-    }
     if out.json {
         out.json(&BackupJson {
             snapshot: &m.id,
@@ -166,6 +123,66 @@ pub async fn backup(ctx: &Context, source_name: &str, uploads: usize, out: &Outp
         );
     }
     Ok(Exit::Ok)
+}
+
+/// Backs a source up and records the run and the snapshot in the catalog when there is one: what
+/// `lifeboat backup` and the daemon's backup job both do. A catalog that cannot record is a warning,
+/// not a failure: the snapshot is committed, and `catalog rebuild` recovers the record.
+pub(crate) async fn backup_recorded(
+    ctx: &Context,
+    catalog: Option<&dyn Catalog>,
+    source_name: &str,
+    uploads: usize,
+    progress: Arc<dyn crate::repo::Progress>,
+) -> Result<ops::BackupReport, CliError> {
+    let source = ctx.source(source_name)?;
+    let engine = ctx.engine_for_source(source)?;
+    let repo = ctx.repository(&source.repository).await?;
+    let started_at = jiff::Timestamp::now();
+    let result = ops::backup(
+        source_name,
+        engine.as_ref(),
+        &repo,
+        &WriteOptions {
+            uploads_in_flight: uploads,
+        },
+        progress,
+    )
+    .await;
+    let run = |status, snapshot_id: Option<String>, detail| RunRecord {
+        id: None,
+        kind: RunKind::Backup,
+        source: Some(source_name.to_string()),
+        repository: Some(source.repository.clone()),
+        snapshot_id,
+        started_at,
+        finished_at: jiff::Timestamp::now(),
+        status,
+        detail,
+    };
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let err: CliError = e.into();
+            if let Some(c) = catalog {
+                let _ = c
+                    .record_run(&run(RunStatus::Failed, None, Some(err.message.clone())))
+                    .await;
+            }
+            return Err(err);
+        }
+    };
+    let m = &report.manifest;
+    if let Some(c) = catalog {
+        if let Err(e) = c.record_snapshot(&ops::snapshot_record(&source.repository, m)).await {
+            tracing::warn!(
+                "snapshot {} is committed to the repository but the catalog could not record it: {e}; fix: run `lifeboat catalog rebuild`",
+                m.id
+            );
+        }
+        let _ = c.record_run(&run(RunStatus::Ok, Some(m.id.clone()), None)).await;
+    }
+    Ok(report)
 }
 
 async fn open_catalog_or_warn(ctx: &Context) -> Option<Box<dyn Catalog>> {

@@ -28,8 +28,7 @@ pub use error::{ConfigError, Position, Problem};
 pub use model::{CatalogConfig, Config, EncryptionConfig, RepositoryConfig, SourceConfig, SourceKind};
 pub use secret::{Secret, SecretRef};
 pub use service::{
-    AlertsConfigSpec, DaemonConfig, RetentionConfig, RouteSpec, SeverityFloor, SinkSpec, SmtpTls, SourcePings,
-    SourceSchedules,
+    AlertsConfigSpec, DaemonConfig, RouteSpec, SeverityFloor, SinkSpec, SmtpTls, SourcePings, SourceSchedules,
 };
 
 // Shared with the drill files' loader (`crate::drill::spec`), which reports problems the

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use super::check::{self, Check};
 use super::error::Problem;
 use super::secret::{Secret, SecretRef};
-use super::service::{AlertsConfigSpec, DaemonConfig, RetentionConfig, SourcePings, SourceSchedules};
+use super::service::{AlertsConfigSpec, DaemonConfig, SourcePings, SourceSchedules};
 
 #[derive(Clone)]
 pub struct Config {
@@ -79,7 +79,7 @@ pub struct SourceConfig {
     /// When the daemon backs up, verifies and prunes this source.
     pub schedules: SourceSchedules,
     /// What `prune` keeps; `None`: the source is never pruned.
-    pub retention: Option<RetentionConfig>,
+    pub retention: Option<crate::repo::retention::RetentionPolicy>,
     pub pings: SourcePings,
 }
 

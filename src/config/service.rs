@@ -51,18 +51,6 @@ pub struct SourceSchedules {
     pub prune: Option<Schedule>,
 }
 
-/// A source's `retention:`: restic's keep rules. At least one is set.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RetentionConfig {
-    pub keep_last: Option<u32>,
-    pub keep_hourly: Option<u32>,
-    pub keep_daily: Option<u32>,
-    pub keep_weekly: Option<u32>,
-    pub keep_monthly: Option<u32>,
-    pub keep_yearly: Option<u32>,
-    pub keep_within: Option<Duration>,
-}
-
 /// A source's `pings:`: healthchecks-style dead-man URLs per job. The run pings `URL/start` when
 /// it starts, `URL` when it succeeds and `URL/fail` when it fails.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -1110,8 +1110,28 @@ impl DrillValidator<'_> {
                     "an alert route is empty",
                     "write the route's name (e.g. `alerts: [oncall]`), or remove the entry",
                 );
-            } else {
+            } else if self.config.alerts.routes.contains_key(route) {
                 alerts.push(route.to_owned());
+            } else {
+                // A drill whose failure pages nobody is worse than one without alerts: say so now.
+                ok = false;
+                let routes: Vec<&str> = self.config.alerts.routes.keys().map(String::as_str).collect();
+                let fix = match (did_you_mean(route, routes.iter().copied()), routes.is_empty()) {
+                    (Some(near), _) => format!("did you mean `{near}`?"),
+                    (None, true) => format!(
+                        "define the route under `alerts.routes:` in {} (with the sinks it sends to), or remove it here",
+                        self.config.path.display()
+                    ),
+                    (None, false) => format!(
+                        "use one of {}, or define `{route}` under `alerts.routes:`",
+                        backticked(routes)
+                    ),
+                };
+                self.report(
+                    pos(a),
+                    format!("alert route `{}` is not defined in the config", route.escape_debug()),
+                    fix,
+                );
             }
         }
         ok.then_some(alerts)

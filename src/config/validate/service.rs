@@ -14,9 +14,9 @@ use crate::config::raw::{
 };
 use crate::config::secret::SecretRef;
 use crate::config::service::{
-    AlertsConfigSpec, DaemonConfig, RetentionConfig, RouteSpec, SeverityFloor, SinkSpec, SmtpTls, SourcePings,
-    SourceSchedules,
+    AlertsConfigSpec, DaemonConfig, RouteSpec, SeverityFloor, SinkSpec, SmtpTls, SourcePings, SourceSchedules,
 };
+use crate::repo::retention::RetentionPolicy;
 use crate::schedule::{Schedule, parse_zone};
 
 const DURATION_FORMS: &str = "write a whole number and a unit: `90s`, `10m`, `6h`, `7d`, or a combination \
@@ -132,14 +132,14 @@ impl Validator<'_> {
         schedules
     }
 
-    pub(super) fn retention(&mut self, source: &str, raw: &S<RawRetention>) -> Option<RetentionConfig> {
+    pub(super) fn retention(&mut self, source: &str, raw: &S<RawRetention>) -> Option<RetentionPolicy> {
         let r = &raw.value;
         let count = |v: &Option<S<u32>>| v.as_ref().map(|s| s.value).filter(|n| *n > 0);
         let keep_within = match &r.keep_within {
             Some(v) => Some(self.service_duration(&format!("sources.{source}.retention.keep_within"), v, false)?),
             None => None,
         };
-        let policy = RetentionConfig {
+        let policy = RetentionPolicy {
             keep_last: count(&r.keep_last),
             keep_hourly: count(&r.keep_hourly),
             keep_daily: count(&r.keep_daily),
@@ -148,7 +148,7 @@ impl Validator<'_> {
             keep_yearly: count(&r.keep_yearly),
             keep_within,
         };
-        if policy == RetentionConfig::default() {
+        if policy.is_empty() {
             self.report(
                 pos(raw),
                 format!("`sources.{source}.retention` keeps nothing"),

@@ -97,6 +97,14 @@ impl Validator<'_> {
             None => None,
         };
         let pings = s.pings.as_ref().map(|p| self.pings(name, p)).unwrap_or_default();
+        if let (Some(prune), None) = (s.schedule.as_ref().and_then(|r| r.value.prune.as_ref()), &s.retention) {
+            self.report(
+                pos(prune),
+                format!("source `{name}` schedules `prune` but has no `retention:` saying what to keep"),
+                "add e.g. `retention: { keep_last: 7, keep_daily: 14, keep_weekly: 8, keep_monthly: 12 }` to the \
+                 source, or remove the prune schedule",
+            );
+        }
 
         if !name_ok {
             return None;

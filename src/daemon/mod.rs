@@ -1,0 +1,224 @@
+//! `lifeboat daemon`: the commands, run unattended on their schedules.
+//!
+//! - `plan`: the job table (each source's backup, verify and prune schedules; each drill's).
+//! - `scheduler`: claims, leases, catch-up and shutdown.
+//! - `jobs`: what each job does, and the alerts and metrics its outcome implies.
+//! - `watch`: the RPO, evaluated continuously.
+//!
+//! The daemon serves `/metrics` and `/healthz` on `daemon.listen` (loopback by default).
+
+mod jobs;
+pub mod plan;
+mod scheduler;
+pub mod watch;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch as channel;
+
+use crate::alert::{Alerter, AlertsConfig, RetryPolicy};
+use crate::catalog::{Catalog, SnapshotFilter};
+use crate::cli::context::Context;
+use crate::cli::{CliError, Exit};
+use crate::drill::spec::DrillSpec;
+use crate::http::{Health, HttpState, Server};
+use crate::telemetry::Metrics;
+
+/// What the jobs share.
+pub(crate) struct Shared {
+    pub ctx: Context,
+    pub catalog: Box<dyn Catalog>,
+    /// This daemon's name in job claims: host, pid and a random suffix.
+    pub owner: String,
+    pub alerter: Alerter,
+    pub metrics: Metrics,
+    pub health: Health,
+    pub drills: Vec<DrillSpec>,
+    pub targets: BTreeMap<String, plan::Targets>,
+}
+
+/// Runs until `stop` resolves (SIGTERM/SIGINT in the CLI), then stops as the scheduler describes.
+pub async fn run(
+    ctx: Context,
+    drills: Vec<DrillSpec>,
+    stop: impl std::future::Future<Output = String> + Send,
+) -> Result<Exit, CliError> {
+    let config = ctx.config.clone();
+    let jobs = plan::jobs(&config, &drills).map_err(|e| CliError::usage(format!("{}; fix: {}", e.message, e.fix)))?;
+    let targets = plan::targets(&drills);
+    let catalog = ctx.catalog().await?;
+    let alerter = Alerter::start(alerts_config(&config)?, config.state_dir.join("alerts.json"))
+        .map_err(|e| CliError::usage(format!("alerts: {e}")))?;
+    let metrics = Metrics::new();
+    let health = Health::new();
+    let server = Server::bind(config.daemon.listen)
+        .await
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    let listen = server.local_addr();
+
+    let owner = format!(
+        "{}:{}:{:08x}",
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown-host".into()),
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let shared = Arc::new(Shared {
+        ctx,
+        catalog,
+        owner,
+        alerter: alerter.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        drills,
+        targets,
+    });
+    seed_metrics(&shared).await;
+
+    let (stop_tx, stop_rx) = channel::channel(false);
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let router = crate::http::router(HttpState {
+        metrics: metrics.clone(),
+        health: health.clone(),
+    });
+    let http = tokio::spawn(server.run(router, async move {
+        let _ = http_stop_rx.await;
+    }));
+    tracing::info!(
+        "lifeboat daemon {} serving /metrics and /healthz on http://{listen}; {} scheduled job(s): {}",
+        env!("CARGO_PKG_VERSION"),
+        jobs.len(),
+        jobs.iter()
+            .map(|j| format!("{} [{}]", j.key(), j.schedule))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let scheduler = tokio::spawn(scheduler::run(shared.clone(), jobs, stop_rx));
+    let why = stop.await;
+    tracing::info!("{why}: shutting down");
+    let _ = stop_tx.send(true);
+    if let Err(e) = scheduler.await {
+        tracing::error!("the scheduler ended abnormally: {e}");
+    }
+    let report = alerter.shutdown(Duration::from_secs(10)).await;
+    if report.undelivered > 0 {
+        tracing::warn!(
+            "{} alert message(s) could not be delivered before exit",
+            report.undelivered
+        );
+    }
+    let _ = http_stop_tx.send(());
+    match http.await {
+        Ok(Err(e)) => tracing::warn!("the HTTP server ended with an error: {e}"),
+        Err(e) => tracing::warn!("the HTTP server ended abnormally: {e}"),
+        Ok(Ok(())) => {}
+    }
+    shared.catalog.close().await;
+    tracing::info!("stopped");
+    Ok(Exit::Ok)
+}
+
+/// Targets, last success and newest point from the catalog, so dashboards are right from the
+/// first scrape rather than after the first job.
+async fn seed_metrics(shared: &Shared) {
+    for (source, t) in &shared.targets {
+        if let (Some(rto), Some(rpo)) = (t.rto, t.rpo) {
+            shared.metrics.sla_targets(source, rto, rpo);
+        }
+    }
+    for d in &shared.drills {
+        if let Some(rto) = d.sla.rto {
+            shared.metrics.drill_sla_rto(&d.name, rto);
+        }
+    }
+    for source in shared.ctx.config.sources.values() {
+        let newest = shared
+            .catalog
+            .snapshots(&SnapshotFilter {
+                source: Some(source.name.clone()),
+                repository: Some(source.repository.clone()),
+                limit: Some(1),
+            })
+            .await;
+        if let Ok(Some(s)) = newest.map(|mut v| v.pop()) {
+            shared.metrics.backup_succeeded(&source.name, s.finished_at, 0, 0);
+            shared.metrics.restorable_point(&source.name, s.started_at);
+        }
+    }
+}
+
+/// The config's `alerts:` with every secret read: a sink whose secret is missing fails the start,
+/// not the first page at 3 a.m.
+fn alerts_config(config: &crate::config::Config) -> Result<AlertsConfig, CliError> {
+    use crate::alert::{
+        EmailSink, PAGERDUTY_EVENTS_URL, PagerDutySink, RouteConfig, Severity, SinkConfig, SlackSink, SmtpTls,
+        WebhookSink,
+    };
+    use crate::config::{SeverityFloor, SinkSpec};
+
+    let secret = |r: &crate::config::SecretRef| r.resolve().map_err(CliError::from);
+    let spec = &config.alerts;
+    let mut sinks = BTreeMap::new();
+    for (name, s) in &spec.sinks {
+        let sink = match s {
+            SinkSpec::Webhook { url } => SinkConfig::Webhook(WebhookSink { url: secret(url)? }),
+            SinkSpec::Slack { url } => SinkConfig::Slack(SlackSink {
+                webhook_url: secret(url)?,
+            }),
+            SinkSpec::PagerDuty { routing_key, endpoint } => SinkConfig::PagerDuty(PagerDutySink {
+                routing_key: secret(routing_key)?,
+                endpoint: endpoint
+                    .as_ref()
+                    .map_or(PAGERDUTY_EVENTS_URL.to_string(), |u| u.to_string()),
+            }),
+            SinkSpec::Email {
+                server,
+                tls,
+                username,
+                password,
+                from,
+                to,
+            } => SinkConfig::Email(EmailSink {
+                host: server.host_str().unwrap_or_default().to_string(),
+                port: server.port(),
+                tls: match tls {
+                    crate::config::SmtpTls::StartTls => SmtpTls::Starttls,
+                    crate::config::SmtpTls::Tls => SmtpTls::Tls,
+                    crate::config::SmtpTls::None => SmtpTls::Plain,
+                },
+                username: username.clone(),
+                password: password.as_ref().map(secret).transpose()?,
+                from: from.clone(),
+                to: to.clone(),
+            }),
+        };
+        sinks.insert(name.clone(), sink);
+    }
+    let routes = spec
+        .routes
+        .iter()
+        .map(|(name, r)| {
+            (
+                name.clone(),
+                RouteConfig {
+                    sinks: r.sinks.clone(),
+                    min_severity: match r.min_severity {
+                        SeverityFloor::Info => Severity::Info,
+                        SeverityFloor::Warning => Severity::Warning,
+                        SeverityFloor::Critical => Severity::Critical,
+                    },
+                    sources: r.sources.clone(),
+                },
+            )
+        })
+        .collect();
+    Ok(AlertsConfig {
+        sinks,
+        routes,
+        reminder: spec.reminder,
+        retry: RetryPolicy::default(),
+    })
+}
