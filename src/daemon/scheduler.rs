@@ -76,6 +76,7 @@ pub async fn run(shared: Arc<Shared>, jobs: Vec<JobSpec>, mut stop: watch::Recei
     }
 
     let grace = shared.ctx.config.daemon.shutdown_grace;
+    while running.try_join_next().is_some() {}
     if !running.is_empty() {
         tracing::info!(
             "stopping: no new jobs; waiting up to {} for {} running job(s)",

@@ -1,0 +1,539 @@
+//! `lifeboat daemon` as ops run it: the real binary on real schedules, against throwaway PostgreSQL
+//! clusters, a file repository, the machine's PostgreSQL for a shared catalog, and an HTTP receiver
+//! standing in for a webhook endpoint.
+
+mod support;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lifeboat::catalog::{self, CatalogTarget};
+use lifeboat::scratch::{EphemeralOptions, EphemeralPostgres};
+use serde_json::Value;
+use support::cli::{Workspace, all_output, load_rental};
+use support::unique_name;
+
+async fn source_cluster() -> EphemeralPostgres {
+    let c = EphemeralPostgres::start(&EphemeralOptions::default())
+        .await
+        .expect("start scratch cluster");
+    c.create_database("rental").await.unwrap();
+    load_rental(&c, "rental", 1).await;
+    c
+}
+
+/// A config with the rental source, a file repository and `extra` appended (YAML at top level);
+/// `source_extra` is added under the source.
+fn write_config(ws: &Workspace, dsn: &str, source_extra: &str, extra: &str) {
+    ws.write_config(&format!(
+        "state_dir: {state}\ndrills_dir: {drills}\nrepositories:\n  local:\n    url: file://{repo}\nsources:\n  rental:\n    kind: postgres\n    dsn: \"{dsn}\"\n    environment: staging\n    repository: local\n{source_extra}{extra}",
+        state = ws.path().join("state").display(),
+        drills = ws.path().join("drills").display(),
+        repo = ws.repo_dir().display(),
+    ));
+    std::fs::create_dir_all(ws.path().join("drills")).unwrap();
+}
+
+fn init(ws: &Workspace) {
+    let o = ws.run(&["init"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+}
+
+fn json(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let mut all = vec!["--json", "-q"];
+    all.extend_from_slice(args);
+    let o = ws.run(&all, env);
+    assert!(o.status.success(), "{}", all_output(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", all_output(&o)))
+}
+
+/// A running `lifeboat daemon`, its log in a file.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(ws: &Workspace, name: &str, env: &[(&str, &str)]) -> Daemon {
+        let log = ws.path().join(format!("{name}.log"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+        cmd.arg("--config")
+            .arg(ws.config_path())
+            .arg("daemon")
+            .env_remove("LIFEBOAT_CONFIG")
+            .env("LIFEBOAT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start lifeboat daemon");
+        let mut d = Daemon {
+            child,
+            log,
+            addr: String::new(),
+        };
+        let marker = "serving /metrics and /healthz on http://";
+        let line = d.wait_for_log(marker, Duration::from_secs(30));
+        let rest = &line[line.find(marker).unwrap() + marker.len()..];
+        d.addr = rest.split(';').next().unwrap().trim().to_string();
+        d
+    }
+
+    fn log_text(&self) -> String {
+        let mut s = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
+        s
+    }
+
+    /// The first log line containing `needle`, waiting for it.
+    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log_text().lines().find(|l| l.contains(needle)) {
+                return line.to_string();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the daemon exited ({status}) before logging {needle:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not log {needle:?} within {timeout:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let r = reqwest::get(format!("http://{}{path}", self.addr)).await.expect("GET");
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    fn stop(mut self, timeout: Duration) -> (ExitStatus, String) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log_text());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the daemon did not stop within {timeout:?} of SIGTERM:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn snapshots(ws: &Workspace, env: &[(&str, &str)]) -> Vec<Value> {
+    json(ws, &["snapshots"], env).as_array().cloned().unwrap_or_default()
+}
+
+fn wait_for_snapshots(ws: &Workspace, env: &[(&str, &str)], n: usize, timeout: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = snapshots(ws, env);
+        if s.len() >= n {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} snapshot(s) after {timeout:?}, wanted {n}",
+            s.len()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn job<'a>(jobs: &'a Value, name: &str) -> &'a Value {
+    jobs.as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job"] == name)
+        .unwrap_or_else(|| panic!("no job {name} in {jobs}"))
+}
+
+/// A metric's value in an OpenMetrics text, by its exact series (name and labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().split(' ').next()?.parse().ok())
+}
+
+/// An HTTP endpoint that records every JSON body POSTed to it: a webhook sink's far end.
+struct Receiver {
+    url: String,
+    bodies: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Receiver {
+    async fn start() -> Receiver {
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let store = bodies.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let store = store.clone();
+                async move {
+                    store.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Receiver { url, bodies }
+    }
+
+    fn received(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(v) = self.received().into_iter().find(&pred) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} arrived; got {:?}",
+                self.received()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+const WEBHOOK_ROUTE: &str = "alerts:\n  sinks:\n    hook:\n      kind: webhook\n      url_env: TEST_HOOK_URL\n  routes:\n    all:\n      sinks: [hook]\n      min_severity: info\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scheduled_backups_serve_metrics_and_health_and_stop_cleanly() {
+    let source = source_cluster().await;
+    let ws = Workspace::new();
+    write_config(
+        &ws,
+        &source.dsn("rental"),
+        "    schedule:\n      backup: \"*/2 * * * * *\"\n      verify: \"*/3 * * * * *\"\n",
+        "daemon:\n  listen: 127.0.0.1:0\n",
+    );
+    init(&ws);
+    let mut daemon = Daemon::start(&ws, "daemon", &[]);
+
+    let taken = wait_for_snapshots(&ws, &[], 2, Duration::from_secs(40));
+    daemon.wait_for_log("verify:rental: ok", Duration::from_secs(20));
+
+    let (status, text) = daemon.get("/metrics").await;
+    assert_eq!(status, 200);
+    let last = metric(
+        &text,
+        "lifeboat_last_backup_success_timestamp_seconds{source=\"rental\"}",
+    )
+    .unwrap_or_else(|| panic!("no last-success series in:\n{text}"));
+    let now = jiff::Timestamp::now().as_second() as f64;
+    assert!(now - last < 30.0, "last success {last} is not recent (now {now})");
+    let rpo = metric(&text, "lifeboat_rpo_seconds{source=\"rental\"}").expect("rpo series");
+    assert!((0.0..30.0).contains(&rpo), "rpo {rpo}");
+    assert!(
+        text.contains("lifeboat_job_duration_seconds_count{kind=\"backup\"}"),
+        "no backup job histogram:\n{text}"
+    );
+    let (status, health) = daemon.get("/healthz").await;
+    assert_eq!(status, 200, "{health}");
+    assert!(health.contains("scheduler"), "{health}");
+
+    let (status, log) = daemon.stop(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("received SIGTERM"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
+
+    // What it did is in the catalog: the job table and the snapshots, each one restorable.
+    let jobs = json(&ws, &["jobs"], &[]);
+    let backup = job(&jobs, "backup:rental");
+    assert_eq!(backup["last_outcome"], "ok", "{jobs}");
+    assert!(backup["running_on"].is_null(), "{jobs}");
+    assert_eq!(job(&jobs, "verify:rental")["last_outcome"], "ok", "{jobs}");
+    let id = taken[0]["id"].as_str().unwrap();
+    let o = ws.run(&["verify", id, "--read-data"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_sharing_a_postgres_catalog_run_each_occurrence_once() {
+    let source = source_cluster().await;
+    // The shared catalog: a database on the machine's PostgreSQL.
+    let name = unique_name("lbcat").replace('-', "_");
+    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-d", admin, "-c", &format!("create database {name}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let catalog_url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+    let env = [("LIFEBOAT_CATALOG_URL", catalog_url.as_str())];
+
+    let ws = Workspace::new();
+    write_config(
+        &ws,
+        &source.dsn("rental"),
+        "    schedule:\n      backup: \"*/2 * * * * *\"\n",
+        "catalog:\n  url_env: LIFEBOAT_CATALOG_URL\ndaemon:\n  listen: 127.0.0.1:0\n  lease: 30s\n",
+    );
+    init(&ws);
+    let a = Daemon::start(&ws, "a", &env);
+    let b = Daemon::start(&ws, "b", &env);
+    std::thread::sleep(Duration::from_secs(9));
+    let (sa, la) = a.stop(Duration::from_secs(60));
+    let (sb, lb) = b.stop(Duration::from_secs(60));
+    assert_eq!((sa.code(), sb.code()), (Some(0), Some(0)), "{la}\n{lb}");
+
+    let runs = |log: &str| log.lines().filter(|l| l.contains("backup:rental: started")).count();
+    let (ra, rb) = (runs(&la), runs(&lb));
+    let mut times: Vec<jiff::Timestamp> = snapshots(&ws, &env)
+        .iter()
+        .map(|s| s["started_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    times.sort();
+    assert!(
+        times.len() >= 3,
+        "{} snapshots in 9 s of a 2 s schedule:\n{la}\n{lb}",
+        times.len()
+    );
+    assert_eq!(ra + rb, times.len(), "every run made one snapshot:\n{la}\n{lb}");
+    // Each occurrence ran on one daemon only: no two snapshots from the same 2-second slot.
+    for pair in times.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).as_secs_f64();
+        assert!(gap > 1.0, "two runs {gap:.2}s apart: {pair:?}\n{la}\n{lb}");
+    }
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-d",
+            admin,
+            "-c",
+            &format!("drop database {name} with (force)"),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Marks `job` as taken care of up to `due`, as a daemon that ran then would have.
+async fn seed_job(ws: &Workspace, job: &str, due: jiff::Timestamp) {
+    let cat = catalog::open(&CatalogTarget::Sqlite(ws.path().join("state/catalog.db")))
+        .await
+        .unwrap();
+    assert!(cat.skip_job(job, due).await.unwrap());
+    cat.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missed_runs_are_caught_up_within_the_window_and_reported_beyond_it() {
+    let source = source_cluster().await;
+    let hook = Receiver::start().await;
+    let env = [("TEST_HOOK_URL", hook.url.as_str())];
+    let ws = Workspace::new();
+    let config = |second_job: &str, catch_up: &str| {
+        write_config(
+            &ws,
+            &source.dsn("rental"),
+            &format!(
+                "    schedule:\n      backup: \"0 * * * *\"\n      {second_job}: \"0 * * * *\"\n    retention: {{ keep_last: 5 }}\n"
+            ),
+            &format!("daemon:\n  listen: 127.0.0.1:0\n  catch_up: {catch_up}\n{WEBHOOK_ROUTE}"),
+        )
+    };
+    config("prune", "6h");
+    init(&ws);
+    // The daemon last took care of the hourly backup three hours ago: three runs were missed.
+    let now = jiff::Timestamp::now();
+    seed_job(&ws, "backup:rental", now - jiff::SignedDuration::from_hours(3)).await;
+
+    let mut daemon = Daemon::start(&ws, "catch-up", &env);
+    daemon.wait_for_log("backup:rental: ok", Duration::from_secs(30));
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "lifeboat_jobs_missed_total{kind=\"backup\",target=\"rental\"}"
+        ),
+        Some(2.0),
+        "the newest missed run ran, the two before it are reported:\n{metrics}"
+    );
+    let missed = hook
+        .wait_for("a jobs_missed alert", |v| {
+            v["kind"] == "jobs_missed" && v["status"] == "firing"
+        })
+        .await;
+    assert!(
+        missed["summary"]
+            .as_str()
+            .unwrap()
+            .contains("2 scheduled run(s) missed"),
+        "{missed}"
+    );
+    // The run that caught up resolves it.
+    hook.wait_for("the jobs_missed resolve", |v| {
+        v["kind"] == "jobs_missed" && v["status"] == "resolved"
+    })
+    .await;
+    let (status, log) = daemon.stop(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert_eq!(snapshots(&ws, &[]).len(), 1, "exactly one catch-up run");
+    // The prune job was new to this catalog: nothing in the past counts as missed for it.
+    assert!(!log.contains("prune:rental: started"), "{log}");
+    assert_eq!(
+        metric(&metrics, "lifeboat_jobs_missed_total{kind=\"prune\",target=\"rental\"}").unwrap_or(0.0),
+        0.0
+    );
+
+    // Beyond the window: reported, not run.
+    config("verify", "0s");
+    seed_job(&ws, "verify:rental", now - jiff::SignedDuration::from_hours(5)).await;
+    let daemon = Daemon::start(&ws, "beyond", &env);
+    hook.wait_for("the verify jobs_missed alert", |v| {
+        v["kind"] == "jobs_missed" && v["summary"].as_str().is_some_and(|s| s.contains("verify:rental"))
+    })
+    .await;
+    let (_, metrics) = daemon.get("/metrics").await;
+    let missed = metric(
+        &metrics,
+        "lifeboat_jobs_missed_total{kind=\"verify\",target=\"rental\"}",
+    )
+    .unwrap();
+    assert!((4.0..=5.0).contains(&missed), "{missed} missed:\n{metrics}");
+    let (status, log) = daemon.stop(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        !log.contains("verify:rental: started"),
+        "a run beyond catch_up must not run:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_backup_alerts_and_counts_as_a_failure() {
+    let source = source_cluster().await;
+    let hook = Receiver::start().await;
+    let env = [("TEST_HOOK_URL", hook.url.as_str())];
+    let ws = Workspace::new();
+    write_config(
+        &ws,
+        &source.dsn("no_such_database"),
+        "    schedule:\n      backup: \"*/2 * * * * *\"\n",
+        &format!("daemon:\n  listen: 127.0.0.1:0\n{WEBHOOK_ROUTE}"),
+    );
+    init(&ws);
+    let mut daemon = Daemon::start(&ws, "daemon", &env);
+    let alert = hook
+        .wait_for("a backup_failed alert", |v| v["kind"] == "backup_failed")
+        .await;
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["source"], "rental");
+    assert!(
+        alert["summary"].as_str().unwrap().contains("no_such_database"),
+        "{alert}"
+    );
+    daemon.wait_for_log("backup:rental: failed", Duration::from_secs(10));
+    // The next failure is the same alert: not sent again.
+    std::thread::sleep(Duration::from_secs(3));
+    let firing = hook.received().iter().filter(|v| v["kind"] == "backup_failed").count();
+    assert_eq!(firing, 1, "{:?}", hook.received());
+    let (_, metrics) = daemon.get("/metrics").await;
+    let failures = metric(
+        &metrics,
+        "lifeboat_job_failures_total{kind=\"backup\",target=\"rental\"}",
+    )
+    .unwrap();
+    assert!(failures >= 2.0, "{metrics}");
+    let (status, log) = daemon.stop(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
+fn scratch_leftovers(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("lifeboat-"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_cancels_a_running_drill_after_the_grace_period_and_leaves_no_scratch() {
+    let source = source_cluster().await;
+    let ws = Workspace::new();
+    write_config(
+        &ws,
+        &source.dsn("rental"),
+        "",
+        "daemon:\n  listen: 127.0.0.1:0\n  shutdown_grace: 0s\n",
+    );
+    std::fs::write(
+        ws.path().join("drills/nightly.yaml"),
+        "name: nightly\nsource: rental\nschedule: \"*/2 * * * * *\"\nscratch:\n  kind: ephemeral\nchecks:\n  - fingerprint: true\n",
+    )
+    .unwrap();
+    init(&ws);
+    let o = ws.run(&["backup", "rental"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    // The drill's scratch cluster goes here (the postgres user must be able to reach it).
+    let tmp = ws.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::set_permissions(ws.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+
+    let tmp_text = tmp.display().to_string();
+    let mut daemon = Daemon::start(&ws, "daemon", &[("TMPDIR", tmp_text.as_str())]);
+    daemon.wait_for_log("drill:nightly: started", Duration::from_secs(20));
+    // Let it get as far as a running scratch cluster.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scratch_leftovers(&tmp).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no scratch directory appeared:\n{}",
+            daemon.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, log) = daemon.stop(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("cancelling"), "{log}");
+    assert_eq!(
+        scratch_leftovers(&tmp),
+        Vec::<String>::new(),
+        "scratch left behind:\n{log}"
+    );
+    let ps = Command::new("pgrep").args(["-f", &tmp_text]).output().unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "processes left running in the scratch directory: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+    let jobs = json(&ws, &["jobs"], &[]);
+    assert_eq!(job(&jobs, "drill:nightly")["last_outcome"], "cancelled", "{jobs}");
+}
