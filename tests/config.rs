@@ -657,3 +657,69 @@ fn check_file_does_not_pile_noise_on_refused_values() {
     find(&problems, "take no access keys");
     find(&problems, "LIFEBOAT_TEST_SURELY_UNSET_4C2A");
 }
+
+#[test]
+fn daemon_schedules_retention_and_alerts_of_the_example() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/lifeboat.yaml");
+    let cfg = config::load(&path).unwrap();
+    assert_eq!(cfg.daemon.listen.to_string(), "127.0.0.1:9187");
+    assert_eq!(cfg.daemon.timezone.name(), "Europe/Berlin");
+    assert_eq!(cfg.daemon.catch_up, std::time::Duration::from_secs(6 * 3600));
+    let orders = &cfg.sources["orders"];
+    let backup = orders.schedules.backup.as_ref().unwrap();
+    assert_eq!(backup.expr(), "0 */6 * * *");
+    assert_eq!(backup.zone().name(), "Europe/Berlin", "the daemon's zone");
+    assert_eq!(orders.schedules.prune.as_ref().unwrap().expr(), "0 5 * * 0");
+    let retention = orders.retention.as_ref().unwrap();
+    assert_eq!(
+        (
+            retention.keep_last,
+            retention.keep_daily,
+            retention.keep_weekly,
+            retention.keep_monthly
+        ),
+        (Some(7), Some(14), Some(8), Some(12))
+    );
+    assert_eq!(cfg.alerts.routes["oncall"].sinks, ["pagerduty"]);
+    assert_eq!(cfg.alerts.reminder, std::time::Duration::from_secs(4 * 3600));
+    // The docker-compose config validates too.
+    let docker = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/docker.yaml");
+    let cfg = config::load(&docker).unwrap_or_else(|e| panic!("config/docker.yaml must load:\n{e}"));
+    assert!(cfg.sources["orders"].schedules.backup.is_some());
+}
+
+#[test]
+fn daemon_section_problems_are_located() {
+    let text = format!(
+        "{GOOD}    schedule:\n      backup: \"0 25 * * *\"\n      prune: \"0 5 * * 0\"\n      timezone: Europe/Berln\n\
+         daemon:\n  listen: localhost:9187\n  jitter: 5 minutes\nalerts:\n  sinks:\n    hook:\n      kind: webhok\n  \
+         routes:\n    oncall:\n      sinks: [pager]\n      min_severity: urgent\n"
+    );
+    let (_dir, err) = load_err(&text);
+    let problems = err.all();
+    let zone = find(problems, "unknown time zone `Europe/Berln`");
+    assert_eq!(zone.position, at(17, 17));
+    assert!(zone.fix.contains("Europe/Berlin"), "{zone}");
+    let prune = find(problems, "schedules `prune` but has no `retention:`");
+    assert_eq!(prune.position, at(16, 14));
+    let listen = find(problems, "`daemon.listen: localhost:9187`");
+    assert_eq!(listen.position, at(19, 11));
+    let jitter = find(problems, "`daemon.jitter: 5 minutes` is not a duration");
+    assert_eq!(jitter.position, at(20, 11));
+    let kind = find(problems, "unknown alert sink kind `webhok`");
+    assert!(kind.fix.contains("`kind: webhook`"), "{kind}");
+    let route = find(problems, "sends to sink `pager`, which is not defined");
+    assert_eq!(route.position, at(27, 15));
+    find(problems, "unknown severity `urgent`");
+}
+
+#[test]
+fn a_bad_crontab_line_is_located_with_the_fix() {
+    let text = format!("{GOOD}    schedule:\n      backup: \"0 25 * * *\"\n");
+    let (_dir, err) = load_err(&text);
+    let p = only(&err);
+    assert!(p.message.contains("`sources.orders.schedule.backup`"), "{p}");
+    assert!(p.message.contains("not a valid crontab expression"), "{p}");
+    assert_eq!(p.position, at(15, 15));
+    assert!(p.fix.contains("5 crontab fields"), "{p}");
+}

@@ -51,10 +51,12 @@ pub async fn run(shared: Arc<Shared>, jobs: Vec<JobSpec>, mut stop: watch::Recei
         .collect();
 
     catch_up(&shared, &mut slots, &mut running, &cancel_rx).await;
+    let mut exported = std::collections::BTreeMap::new();
 
     loop {
         shared.health.beat("scheduler", TICK * 4);
         super::watch::evaluate(&shared, &specs).await;
+        export_alert_deliveries(&shared, &mut exported);
         let now = jiff::Timestamp::now();
         for slot in slots.iter_mut() {
             let Some(due) = slot.next_due else { continue };
@@ -92,6 +94,21 @@ pub async fn run(shared: Arc<Shared>, jobs: Vec<JobSpec>, mut stop: watch::Recei
             let _ = cancel_tx.send(true);
             while running.join_next().await.is_some() {}
         }
+    }
+}
+
+/// Carries the alerter's per-sink counters over to the metrics: `exported` holds what was already
+/// counted (delivered, failed) per sink.
+fn export_alert_deliveries(shared: &Shared, exported: &mut std::collections::BTreeMap<String, (u64, u64)>) {
+    for s in shared.alerter.stats() {
+        let seen = exported.entry(s.sink.clone()).or_default();
+        for _ in seen.0..s.delivered {
+            shared.metrics.alert_delivery(&s.sink, true);
+        }
+        for _ in seen.1..s.failed {
+            shared.metrics.alert_delivery(&s.sink, false);
+        }
+        *seen = (s.delivered.max(seen.0), s.failed.max(seen.1));
     }
 }
 
