@@ -186,26 +186,46 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 struct Receiver {
     url: String,
     bodies: Arc<Mutex<Vec<Value>>>,
+    /// `METHOD /path` of every other request (dead-man pings).
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
 impl Receiver {
     async fn start() -> Receiver {
         let bodies = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let store = bodies.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
-                let store = store.clone();
+        let seen = requests.clone();
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                    let store = store.clone();
+                    async move {
+                        store.lock().unwrap().push(body);
+                        "ok"
+                    }
+                }),
+            )
+            .fallback(move |method: axum::http::Method, uri: axum::http::Uri| {
+                let seen = seen.clone();
                 async move {
-                    store.lock().unwrap().push(body);
+                    seen.lock().unwrap().push(format!("{method} {}", uri.path()));
                     "ok"
                 }
-            }),
-        );
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { url, bodies }
+        Receiver { url, bodies, requests }
+    }
+
+    fn base(&self) -> String {
+        self.url.trim_end_matches("/hook").to_string()
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
     }
 
     fn received(&self) -> Vec<Value> {
@@ -233,15 +253,17 @@ const WEBHOOK_ROUTE: &str = "alerts:\n  sinks:\n    hook:\n      kind: webhook\n
 #[tokio::test(flavor = "multi_thread")]
 async fn scheduled_backups_serve_metrics_and_health_and_stop_cleanly() {
     let source = source_cluster().await;
+    let monitor = Receiver::start().await;
+    let ping_url = format!("{}/ping/backup-rental", monitor.base());
     let ws = Workspace::new();
     write_config(
         &ws,
         &source.dsn("rental"),
-        "    schedule:\n      backup: \"*/2 * * * * *\"\n      verify: \"*/3 * * * * *\"\n",
+        "    schedule:\n      backup: \"*/2 * * * * *\"\n      verify: \"*/3 * * * * *\"\n    pings:\n      backup: { url_env: TEST_PING_URL }\n",
         "daemon:\n  listen: 127.0.0.1:0\n",
     );
     init(&ws);
-    let mut daemon = Daemon::start(&ws, "daemon", &[]);
+    let mut daemon = Daemon::start(&ws, "daemon", &[("TEST_PING_URL", ping_url.as_str())]);
 
     let taken = wait_for_snapshots(&ws, &[], 2, Duration::from_secs(40));
     daemon.wait_for_log("verify:rental: ok", Duration::from_secs(20));
@@ -264,6 +286,15 @@ async fn scheduled_backups_serve_metrics_and_health_and_stop_cleanly() {
     let (status, health) = daemon.get("/healthz").await;
     assert_eq!(status, 200, "{health}");
     assert!(health.contains("scheduler"), "{health}");
+
+    // The dead-man monitor heard each backup start and succeed (healthchecks-style URLs).
+    let pings = monitor.requests();
+    assert!(
+        pings.contains(&"GET /ping/backup-rental/start".to_string()),
+        "{pings:?}"
+    );
+    assert!(pings.contains(&"GET /ping/backup-rental".to_string()), "{pings:?}");
+    assert!(!pings.iter().any(|p| p.ends_with("/fail")), "{pings:?}");
 
     let (status, log) = daemon.stop(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{log}");
