@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod drill;
+pub mod fate;
 pub mod engine;
 pub mod http;
 pub mod ops;

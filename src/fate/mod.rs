@@ -1,0 +1,3 @@
+//! Shared-fate analysis: every way a backup would die together with its data.
+
+pub mod evidence;
