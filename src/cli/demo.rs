@@ -86,6 +86,7 @@ pub async fn run(args: DemoArgs, out: &Output) -> Result<Exit, CliError> {
                 no_owner: false,
             },
             work_dir: Some(work.path().to_path_buf()),
+            staged: None,
         },
         &meter,
     )

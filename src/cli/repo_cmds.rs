@@ -456,6 +456,7 @@ pub async fn restore(
         target: target.as_ref(),
         options: RestoreOptions { jobs, no_owner },
         work_dir,
+        staged: None,
     };
     let result = ops::restore(req, &meter).await;
     meter.finish();

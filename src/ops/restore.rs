@@ -12,6 +12,41 @@ pub struct RestoreRequest<'a> {
     pub options: RestoreOptions,
     /// Where a parallel restore stages the verified archive; system temp dir when `None`.
     pub work_dir: Option<PathBuf>,
+    /// An archive already fetched and proven by [`stage`] (a drill fetches while its scratch
+    /// cluster starts); a parallel restore fetches its own when `None`.
+    pub staged: Option<StagedArchive>,
+}
+
+/// A snapshot's archive, fetched and proven into a local file that is removed when this is dropped.
+pub struct StagedArchive {
+    file: tempfile::NamedTempFile,
+    /// How long fetching and proving took.
+    pub seconds: f64,
+}
+
+/// Fetches the snapshot's whole archive into a new file in `dir`, proving every chunk on the way
+/// (see [`Repository::read_stream_to_file`]). Touches no database.
+pub async fn stage(
+    repo: &Repository,
+    manifest: &Manifest,
+    dir: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<StagedArchive, OpsError> {
+    let clock = Instant::now();
+    let io = |path: &std::path::Path, e: std::io::Error| OpsError::Io {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    };
+    let file = tempfile::Builder::new()
+        .prefix("lifeboat-restore-")
+        .tempfile_in(dir)
+        .map_err(|e| io(dir, e))?;
+    let handle = file.reopen().map_err(|e| io(file.path(), e))?;
+    repo.read_stream_to_file(manifest, handle, progress).await?;
+    Ok(StagedArchive {
+        file,
+        seconds: clock.elapsed().as_secs_f64(),
+    })
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -63,29 +98,20 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     }
 
     let note = format!("lifeboat: INCOMPLETE restore of snapshot {} - do not use", m.id);
-    let fetch_clock = Instant::now();
     let (fetch_seconds, restore_clock) = if req.options.jobs > 1 {
-        let dir = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-        let staged = tempfile::Builder::new()
-            .prefix("lifeboat-restore-")
-            .tempfile_in(&dir)
-            .map_err(|e| OpsError::Io {
-                path: dir.display().to_string(),
-                detail: e.to_string(),
-            })?;
-        let mut file = tokio::fs::File::from_std(staged.reopen().map_err(|e| OpsError::Io {
-            path: staged.path().display().to_string(),
-            detail: e.to_string(),
-        })?);
-        req.repo.read_stream(m, &mut file, progress).await?;
-        drop(file);
-        let fetch_seconds = fetch_clock.elapsed().as_secs_f64();
+        let staged = match req.staged {
+            Some(s) => s,
+            None => {
+                let dir = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+                stage(req.repo, m, &dir, progress).await?
+            }
+        };
         let restore_clock = Instant::now();
         let running = req
             .target
             .start_restore(
                 &m.stream.format,
-                RestoreInput::File(staged.path().to_path_buf()),
+                RestoreInput::File(staged.file.path().to_path_buf()),
                 &req.options,
             )
             .await?;
@@ -93,8 +119,9 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
             let _ = req.target.mark_incomplete(&note).await;
             return Err(e.into());
         }
-        (fetch_seconds, restore_clock)
+        (staged.seconds, restore_clock)
     } else {
+        let fetch_clock = Instant::now();
         let mut running = req
             .target
             .start_restore(&m.stream.format, RestoreInput::Stdin, &req.options)
