@@ -245,20 +245,17 @@ async fn sigterm_during_restore_leaves_no_cluster_directory_or_process() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the restore phase: the staged archive appears inside the scratch directory.
+    // Wait for the restore phase: pg_restore running on the archive staged in this temp dir.
     let deadline = Instant::now() + Duration::from_secs(120);
+    let tmp_text = tmp.to_string_lossy().to_string();
     let cluster_dir = loop {
         assert!(Instant::now() < deadline, "the drill never reached its restore phase");
-        let staged = scratch_dirs(&tmp).into_iter().map(|d| tmp.join(d)).find(|d| {
-            std::fs::read_dir(d)
-                .map(|es| {
-                    es.flatten()
-                        .any(|e| e.file_name().to_string_lossy().starts_with("lifeboat-restore-"))
-                })
-                .unwrap_or(false)
-        });
-        if let Some(d) = staged {
-            break d;
+        let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        let restoring = String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .any(|l| l.contains("pg_restore") && l.contains(&tmp_text));
+        if restoring && let Some(d) = scratch_dirs(&tmp).into_iter().next() {
+            break tmp.join(d);
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -280,6 +277,12 @@ async fn sigterm_during_restore_leaves_no_cluster_directory_or_process() {
         scratch_dirs(&tmp)
     );
     assert!(!cluster_dir.exists());
+    let staged: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("lifeboat-restore-"))
+        .collect();
+    assert!(staged.is_empty(), "the staged archive was left behind: {staged:?}");
     // No server process still runs on that data directory.
     let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
     let needle = cluster_dir.to_string_lossy().to_string();
