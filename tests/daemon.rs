@@ -465,17 +465,54 @@ async fn missed_runs_are_caught_up_within_the_window_and_reported_beyond_it() {
     );
 }
 
+/// The loopback SMTP server that `scripts/test` runs (`scripts/smtp-server`): its address and maildir.
+fn smtp_server() -> (String, PathBuf) {
+    match (
+        std::env::var("LIFEBOAT_TEST_SMTP_ADDR"),
+        std::env::var("LIFEBOAT_TEST_SMTP_MAILDIR"),
+    ) {
+        (Ok(addr), Ok(dir)) if !addr.is_empty() && !dir.is_empty() => (addr, PathBuf::from(dir)),
+        _ => panic!(
+            "the SMTP test server is not running; run `bash scripts/test` (it starts it) or \
+             `scripts/smtp-server start` and export its env (eval \"$(scripts/smtp-server env)\")"
+        ),
+    }
+}
+
+/// The subjects of the messages delivered to `recipient` so far.
+fn mail_subjects(maildir: &Path, recipient: &str) -> Vec<String> {
+    let mut subjects = Vec::new();
+    for entry in std::fs::read_dir(maildir.join("new")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default().replace("\r\n", "\n");
+        let head = text.split("\n\n").next().unwrap_or_default().replace("\n ", " ");
+        if head.lines().any(|l| l.starts_with("X-RcptTo:") && l.contains(recipient)) {
+            subjects.extend(head.lines().filter_map(|l| l.strip_prefix("Subject: ")).map(str::to_owned));
+        }
+    }
+    subjects
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failing_backup_alerts_and_counts_as_a_failure() {
+async fn a_failing_backup_alerts_once_by_webhook_and_email_and_resolves_when_the_database_is_back() {
     let source = source_cluster().await;
     let hook = Receiver::start().await;
+    let (smtp, maildir) = smtp_server();
+    let oncall = format!("{}@lifeboat.test", unique_name("oncall"));
     let env = [("TEST_HOOK_URL", hook.url.as_str())];
     let ws = Workspace::new();
     write_config(
         &ws,
-        &source.dsn("no_such_database"),
+        &source.dsn("comes_later"),
         "    schedule:\n      backup: \"*/2 * * * * *\"\n",
-        &format!("daemon:\n  listen: 127.0.0.1:0\n{WEBHOOK_ROUTE}"),
+        &format!(
+            "daemon:\n  listen: 127.0.0.1:0\n{WEBHOOK_ROUTE}    mail:\n      sinks: [mail]\n      min_severity: critical\n"
+        )
+        .replace(
+            "  routes:\n",
+            &format!(
+                "    mail:\n      kind: email\n      server: smtp://{smtp}\n      tls: none\n      from: lifeboat@lifeboat.test\n      to: [{oncall}]\n  routes:\n"
+            ),
+        ),
     );
     init(&ws);
     let mut daemon = Daemon::start(&ws, "daemon", &env);
@@ -485,24 +522,87 @@ async fn a_failing_backup_alerts_and_counts_as_a_failure() {
     assert_eq!(alert["status"], "firing");
     assert_eq!(alert["severity"], "critical");
     assert_eq!(alert["source"], "rental");
-    assert!(
-        alert["summary"].as_str().unwrap().contains("no_such_database"),
-        "{alert}"
-    );
+    assert!(alert["summary"].as_str().unwrap().contains("comes_later"), "{alert}");
     daemon.wait_for_log("backup:rental: failed", Duration::from_secs(10));
-    // The next failure is the same alert: not sent again.
+    // The next failures are the same alert: not sent again.
     std::thread::sleep(Duration::from_secs(3));
     let firing = hook.received().iter().filter(|v| v["kind"] == "backup_failed").count();
     assert_eq!(firing, 1, "{:?}", hook.received());
     let (_, metrics) = daemon.get("/metrics").await;
-    let failures = metric(
-        &metrics,
-        "lifeboat_job_failures_total{kind=\"backup\",target=\"rental\"}",
-    )
-    .unwrap();
+    let failures = metric(&metrics, "lifeboat_job_failures_total{kind=\"backup\",target=\"rental\"}").unwrap();
     assert!(failures >= 2.0, "{metrics}");
+    // On-call's mailbox got it too, once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let subjects = loop {
+        let s = mail_subjects(&maildir, &oncall);
+        if !s.is_empty() || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(subjects.len(), 1, "{subjects:?}");
+    assert!(subjects[0].contains("CRITICAL backup_failed rental"), "{subjects:?}");
+
+    // The database comes back: the next backup succeeds and the alert is resolved, on both sinks.
+    source.create_database("comes_later").await.unwrap();
+    hook.wait_for("the backup_failed resolve", |v| v["kind"] == "backup_failed" && v["status"] == "resolved")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mail_subjects(&maildir, &oncall).iter().any(|s| s.contains("RESOLVED")) {
+        assert!(Instant::now() < deadline, "no resolve mail: {:?}", mail_subjects(&maildir, &oncall));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (status, log) = daemon.stop(Duration::from_secs(60));
     assert_eq!(status.code(), Some(0), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_backup_exits_cleanly_and_leaves_a_verifiable_repository() {
+    let source = source_cluster().await;
+    let ws = Workspace::new();
+    write_config(
+        &ws,
+        &source.dsn("rental"),
+        "    schedule:\n      backup: \"*/2 * * * * *\"\n",
+        "daemon:\n  listen: 127.0.0.1:0\n  shutdown_grace: 1s\n",
+    );
+    init(&ws);
+    let o = ws.run(&["backup", "rental"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    // Hold a table so that the next backup, once its snapshot is exported, waits inside pg_dump.
+    let psql = source.bin_dir().join("psql");
+    let mut holder = Command::new(&psql)
+        .args(["-X", "-q", "-d", &source.dsn("rental"), "-c"])
+        .arg("begin; lock table payments in access exclusive mode; select pg_sleep(120);")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon::start(&ws, "daemon", &[]);
+    daemon.wait_for_log("backup:rental: started", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, log) = daemon.stop(Duration::from_secs(60));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("cancelling"), "{log}");
+    // No half snapshot: only the one taken before, and every object of it intact.
+    assert_eq!(snapshots(&ws, &[]).len(), 1);
+    let o = ws.run(&["verify", "--all", "--read-data"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let jobs = json(&ws, &["jobs"], &[]);
+    assert_eq!(job(&jobs, "backup:rental")["last_outcome"], "cancelled", "{jobs}");
+    let ps = Command::new("pgrep").args(["-f", "pg_dump"]).output().unwrap();
+    let dsn = source.dsn("rental");
+    let leftover: Vec<String> = Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("pg_dump") && l.contains(&dsn)).map(str::to_owned).collect())
+        .unwrap_or_default();
+    assert!(leftover.is_empty(), "pg_dump still running: {leftover:?} ({ps:?})");
+    // The next backup works.
+    let o = ws.run(&["backup", "rental"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
 }
 
 fn scratch_leftovers(dir: &Path) -> Vec<String> {

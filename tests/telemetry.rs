@@ -619,7 +619,7 @@ fn collect_panels<'a>(panels: &'a [serde_json::Value], into: &mut Vec<&'a serde_
 async fn the_grafana_dashboard_queries_only_exported_metrics() {
     let exported = exported_names().await;
     let dashboard: serde_json::Value =
-        serde_json::from_str(&repo_file("deploy/grafana/lifeboat-dashboard.json")).expect("the dashboard is JSON");
+        serde_json::from_str(&repo_file("dashboards/lifeboat.json")).expect("the dashboard is JSON");
 
     let variables = dashboard["templating"]["list"].as_array().expect("templating.list");
     let variable = |name: &str| {

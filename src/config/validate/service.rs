@@ -384,7 +384,7 @@ impl Validator<'_> {
         );
         let address = |v: &mut Self, what: &str, a: &S<String>| {
             let text = a.value.trim();
-            if text.parse::<lettre::Address>().is_ok() {
+            if text.parse::<lettre::message::Mailbox>().is_ok() {
                 Some(text.to_owned())
             } else {
                 v.report(
