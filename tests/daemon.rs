@@ -483,10 +483,19 @@ fn smtp_server() -> (String, PathBuf) {
 fn mail_subjects(maildir: &Path, recipient: &str) -> Vec<String> {
     let mut subjects = Vec::new();
     for entry in std::fs::read_dir(maildir.join("new")).into_iter().flatten().flatten() {
-        let text = std::fs::read_to_string(entry.path()).unwrap_or_default().replace("\r\n", "\n");
+        let text = std::fs::read_to_string(entry.path())
+            .unwrap_or_default()
+            .replace("\r\n", "\n");
         let head = text.split("\n\n").next().unwrap_or_default().replace("\n ", " ");
-        if head.lines().any(|l| l.starts_with("X-RcptTo:") && l.contains(recipient)) {
-            subjects.extend(head.lines().filter_map(|l| l.strip_prefix("Subject: ")).map(str::to_owned));
+        if head
+            .lines()
+            .any(|l| l.starts_with("X-RcptTo:") && l.contains(recipient))
+        {
+            subjects.extend(
+                head.lines()
+                    .filter_map(|l| l.strip_prefix("Subject: "))
+                    .map(str::to_owned),
+            );
         }
     }
     subjects
@@ -529,7 +538,11 @@ async fn a_failing_backup_alerts_once_by_webhook_and_email_and_resolves_when_the
     let firing = hook.received().iter().filter(|v| v["kind"] == "backup_failed").count();
     assert_eq!(firing, 1, "{:?}", hook.received());
     let (_, metrics) = daemon.get("/metrics").await;
-    let failures = metric(&metrics, "lifeboat_job_failures_total{kind=\"backup\",target=\"rental\"}").unwrap();
+    let failures = metric(
+        &metrics,
+        "lifeboat_job_failures_total{kind=\"backup\",target=\"rental\"}",
+    )
+    .unwrap();
     assert!(failures >= 2.0, "{metrics}");
     // On-call's mailbox got it too, once.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -545,11 +558,17 @@ async fn a_failing_backup_alerts_once_by_webhook_and_email_and_resolves_when_the
 
     // The database comes back: the next backup succeeds and the alert is resolved, on both sinks.
     source.create_database("comes_later").await.unwrap();
-    hook.wait_for("the backup_failed resolve", |v| v["kind"] == "backup_failed" && v["status"] == "resolved")
-        .await;
+    hook.wait_for("the backup_failed resolve", |v| {
+        v["kind"] == "backup_failed" && v["status"] == "resolved"
+    })
+    .await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while !mail_subjects(&maildir, &oncall).iter().any(|s| s.contains("RESOLVED")) {
-        assert!(Instant::now() < deadline, "no resolve mail: {:?}", mail_subjects(&maildir, &oncall));
+        assert!(
+            Instant::now() < deadline,
+            "no resolve mail: {:?}",
+            mail_subjects(&maildir, &oncall)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (status, log) = daemon.stop(Duration::from_secs(60));
@@ -584,6 +603,14 @@ async fn sigterm_mid_backup_exits_cleanly_and_leaves_a_verifiable_repository() {
     let (status, log) = daemon.stop(Duration::from_secs(60));
     let _ = holder.kill();
     let _ = holder.wait();
+    // The server side of the lock holder sleeps on until told: end it, releasing the lock.
+    source
+        .psql(
+            "rental",
+            "select pg_terminate_backend(pid) from pg_stat_activity where query like '%pg_sleep(120)%' and pid <> pg_backend_pid()",
+        )
+        .await
+        .unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("cancelling"), "{log}");
     // No half snapshot: only the one taken before, and every object of it intact.
@@ -597,7 +624,13 @@ async fn sigterm_mid_backup_exits_cleanly_and_leaves_a_verifiable_repository() {
     let leftover: Vec<String> = Command::new("ps")
         .args(["-eo", "args"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.contains("pg_dump") && l.contains(&dsn)).map(str::to_owned).collect())
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains("pg_dump") && l.contains(&dsn))
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     assert!(leftover.is_empty(), "pg_dump still running: {leftover:?} ({ps:?})");
     // The next backup works.

@@ -195,7 +195,9 @@ async fn run_phases(
             s
         }
         Err(e) => {
-            clock.phases.push(lap("provision", provision_seconds, false, Some(e.clone())));
+            clock
+                .phases
+                .push(lap("provision", provision_seconds, false, Some(e.clone())));
             return Err((Verdict::Error, e));
         }
     };
@@ -207,7 +209,9 @@ async fn run_phases(
         }
         Err(e) => {
             let seconds = provision_clock.elapsed().as_secs_f64();
-            clock.phases.push(lap("fetch-and-verify", seconds, false, Some(e.to_string())));
+            clock
+                .phases
+                .push(lap("fetch-and-verify", seconds, false, Some(e.to_string())));
             clock.at = Instant::now();
             let teardown = scratch.teardown().await;
             clock.lap("teardown", teardown.is_ok(), teardown.err());

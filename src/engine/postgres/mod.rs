@@ -239,7 +239,7 @@ impl Engine for Postgres {
             (conn, r)
         });
         let handle = PgDumpHandle {
-            child,
+            child: tools::KillOnDrop::new(child),
             stderr,
             counts,
             identity,
@@ -515,7 +515,8 @@ pub(crate) async fn query_text_on(conn: &mut PgConnection, sql: &str) -> Result<
 }
 
 struct PgDumpHandle {
-    child: std::process::Child,
+    /// Killed if the backup is dropped unfinished (cancelled), so pg_dump never outlives it.
+    child: tools::KillOnDrop,
     stderr: std::thread::JoinHandle<String>,
     counts: tokio::task::JoinHandle<(PgConnection, Result<Vec<TableRows>, EngineError>)>,
     identity: DatabaseIdentity,
@@ -529,7 +530,7 @@ struct PgDumpHandle {
 impl BackupHandle for PgDumpHandle {
     async fn finish(self: Box<Self>) -> Result<BackupFacts, EngineError> {
         let PgDumpHandle {
-            mut child,
+            child,
             stderr,
             counts,
             identity,
@@ -538,6 +539,7 @@ impl BackupHandle for PgDumpHandle {
             dsn,
             password,
         } = *self;
+        let mut child = child.into_inner();
         let status = tokio::task::spawn_blocking(move || child.wait())
             .await
             .expect("wait task")
@@ -576,9 +578,10 @@ impl BackupHandle for PgDumpHandle {
     }
 
     async fn abort(self: Box<Self>) {
-        let mut me = *self;
-        let _ = me.child.kill();
-        let _ = tokio::task::spawn_blocking(move || me.child.wait()).await;
+        let me = *self;
+        let mut child = me.child.into_inner();
+        let _ = child.kill();
+        let _ = tokio::task::spawn_blocking(move || child.wait()).await;
         me.counts.abort();
     }
 }

@@ -28,6 +28,31 @@ pub fn version(bin_dir: Option<&Path>, tool: &str) -> Result<String, EngineError
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// A child process that is killed (and reaped) if dropped before [`KillOnDrop::into_inner`]: a
+/// cancelled backup must not leave its `pg_dump` running, holding locks on the source.
+pub struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    pub fn new(child: std::process::Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// The child, no longer killed on drop.
+    pub fn into_inner(mut self) -> std::process::Child {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            // Reaping right after SIGKILL takes no time; it keeps zombies away.
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Reads a child's stderr on its own thread so a chatty tool can never block on a full pipe.
 pub fn collect_stderr(mut stderr: ChildStderr) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
