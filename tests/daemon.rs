@@ -613,6 +613,13 @@ async fn sigterm_mid_backup_exits_cleanly_and_leaves_a_verifiable_repository() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("cancelling"), "{log}");
+    // Its repository lock went with it: a prune is not held up for half an hour by a stale lock.
+    let locks: Vec<String> = ws
+        .repo_listing()
+        .into_iter()
+        .filter(|p| p.starts_with("locks/"))
+        .collect();
+    assert!(locks.is_empty(), "{locks:?}");
     // No half snapshot: only the one taken before, and every object of it intact.
     assert_eq!(snapshots(&ws, &[]).len(), 1);
     let o = ws.run(&["verify", "--all", "--read-data"], &[]);

@@ -140,30 +140,62 @@ async fn catch_up(shared: &Arc<Shared>, slots: &mut [Slot], running: &mut JoinSe
         let key = job.key();
         slot.next_due = job.schedule.next_after(now);
         let last_due = states.iter().find(|s| s.job == key).and_then(|s| s.last_due);
-        let Some(last_due) = last_due else {
-            // Never seen: start counting from here, rather than treating the whole past as missed.
-            if let Some(prev) = job.schedule.last_at_or_before(now) {
+        match decide(&job.schedule, last_due, now, window) {
+            AtStart::Nothing => {}
+            AtStart::Baseline(prev) => {
                 let _ = shared.catalog.skip_job(&key, prev).await;
             }
-            continue;
-        };
-        let missed = job.schedule.between(last_due, now, 1);
-        let Some(&newest) = missed.newest.last() else { continue };
-        let age = now.duration_since(newest).unsigned_abs();
-        if age <= window {
-            tracing::info!("{key}: running the occurrence of {newest} missed while no daemon ran");
-            spawn(
-                shared,
-                running,
-                cancel,
-                job.clone(),
-                newest,
-                Start::CatchUp {
-                    older: missed.total - 1,
-                },
-            );
-        } else if shared.catalog.skip_job(&key, newest).await.unwrap_or(false) {
-            report_missed(shared, job, missed.total, newest);
+            AtStart::Run { due, older } => {
+                tracing::info!("{key}: running the occurrence of {due} missed while no daemon ran");
+                spawn(shared, running, cancel, job.clone(), due, Start::CatchUp { older });
+            }
+            AtStart::Missed { newest, total } => {
+                if shared.catalog.skip_job(&key, newest).await.unwrap_or(false) {
+                    report_missed(shared, job, total, newest);
+                }
+            }
+        }
+    }
+}
+
+/// What to do at start about a job's past, given the newest occurrence a daemon took care of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AtStart {
+    /// Nothing was missed.
+    Nothing,
+    /// A job never seen: start counting from its last occurrence rather than calling the whole past
+    /// missed.
+    Baseline(jiff::Timestamp),
+    /// Run the newest missed occurrence now; `older` more were missed before it.
+    Run { due: jiff::Timestamp, older: usize },
+    /// The newest missed occurrence is older than the catch-up window: report, do not run.
+    Missed { newest: jiff::Timestamp, total: usize },
+}
+
+fn decide(
+    schedule: &crate::schedule::Schedule,
+    last_due: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    window: Duration,
+) -> AtStart {
+    let Some(last_due) = last_due else {
+        return schedule
+            .last_at_or_before(now)
+            .map_or(AtStart::Nothing, AtStart::Baseline);
+    };
+    let missed = schedule.between(last_due, now, 1);
+    let Some(&newest) = missed.newest.last() else {
+        return AtStart::Nothing;
+    };
+    if now.duration_since(newest).unsigned_abs() <= window {
+        AtStart::Run {
+            due: newest,
+            older: missed.total - 1,
+        }
+    } else {
+        AtStart::Missed {
+            newest,
+            total: missed.total,
         }
     }
 }
@@ -332,5 +364,80 @@ async fn keep_lease(shared: &Shared, key: &str, lease: Duration) -> String {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::Schedule;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn catch_up_runs_the_newest_missed_within_the_window() {
+        let hourly = Schedule::parse("0 * * * *", chrono_tz::Tz::UTC).unwrap();
+        let now = ts("2026-11-24T09:20:00Z");
+        // Down since 05:30: 06, 07, 08, 09 missed; 09:00 is 20 min old.
+        let d = decide(&hourly, Some(ts("2026-11-24T05:30:00Z")), now, 6 * HOUR);
+        assert_eq!(
+            d,
+            AtStart::Run {
+                due: ts("2026-11-24T09:00:00Z"),
+                older: 3
+            }
+        );
+        // Window of 10 minutes: reported, not run.
+        let d = decide(&hourly, Some(ts("2026-11-24T05:30:00Z")), now, Duration::from_secs(600));
+        assert_eq!(
+            d,
+            AtStart::Missed {
+                newest: ts("2026-11-24T09:00:00Z"),
+                total: 4
+            }
+        );
+        // Up to date.
+        assert_eq!(
+            decide(&hourly, Some(ts("2026-11-24T09:00:00Z")), now, 6 * HOUR),
+            AtStart::Nothing
+        );
+        // Never seen: a baseline, nothing run or reported.
+        assert_eq!(
+            decide(&hourly, None, now, 6 * HOUR),
+            AtStart::Baseline(ts("2026-11-24T09:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn catch_up_across_a_dst_change() {
+        // 02:30 daily in Berlin; the daemon was down over the night clocks went back (2026-10-25),
+        // when 02:30 happened twice: one run missed, not two.
+        let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+        let daily = Schedule::parse("30 2 * * *", berlin).unwrap();
+        let last = ts("2026-10-24T00:30:00Z"); // 02:30 CEST on the 24th
+        let now = ts("2026-10-25T06:00:00Z");
+        let d = decide(&daily, Some(last), now, 6 * HOUR);
+        assert_eq!(
+            d,
+            AtStart::Run {
+                due: ts("2026-10-25T00:30:00Z"),
+                older: 0
+            }
+        );
+        // Spring forward (2026-03-29): 02:30 does not exist; the run happens once, right after the gap.
+        let last = ts("2026-03-28T01:30:00Z");
+        let now = ts("2026-03-29T03:00:00Z");
+        let d = decide(&daily, Some(last), now, 6 * HOUR);
+        assert_eq!(
+            d,
+            AtStart::Run {
+                due: ts("2026-03-29T01:00:00Z"),
+                older: 0
+            }
+        );
     }
 }
