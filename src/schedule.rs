@@ -274,17 +274,38 @@ mod tests {
         let next = |expr: &str, after: &str| Schedule::parse(expr, Tz::UTC).unwrap().next_after(ts(after));
         // Day of month and day of week both restricted: either matches, as in crontab.
         // After Tue 2026-11-24: Fri 27th comes before the 13th of December.
-        assert_eq!(next("0 0 13 * 5", "2026-11-24T08:00:00Z"), Some(ts("2026-11-27T00:00:00Z")));
-        assert_eq!(next("0 0 13 * 5", "2026-11-27T00:00:00Z"), Some(ts("2026-12-04T00:00:00Z")));
+        assert_eq!(
+            next("0 0 13 * 5", "2026-11-24T08:00:00Z"),
+            Some(ts("2026-11-27T00:00:00Z"))
+        );
+        assert_eq!(
+            next("0 0 13 * 5", "2026-11-27T00:00:00Z"),
+            Some(ts("2026-12-04T00:00:00Z"))
+        );
         // Lists, ranges and steps.
-        assert_eq!(next("5,35 8-10/2 * * *", "2026-11-24T08:06:00Z"), Some(ts("2026-11-24T08:35:00Z")));
-        assert_eq!(next("5,35 8-10/2 * * *", "2026-11-24T08:36:00Z"), Some(ts("2026-11-24T10:05:00Z")));
+        assert_eq!(
+            next("5,35 8-10/2 * * *", "2026-11-24T08:06:00Z"),
+            Some(ts("2026-11-24T08:35:00Z"))
+        );
+        assert_eq!(
+            next("5,35 8-10/2 * * *", "2026-11-24T08:36:00Z"),
+            Some(ts("2026-11-24T10:05:00Z"))
+        );
         // Names for months and days, weekday ranges.
-        assert_eq!(next("0 6 * JAN MON-FRI", "2026-11-24T08:00:00Z"), Some(ts("2027-01-01T06:00:00Z")));
+        assert_eq!(
+            next("0 6 * JAN MON-FRI", "2026-11-24T08:00:00Z"),
+            Some(ts("2027-01-01T06:00:00Z"))
+        );
         // 29 February: the next leap year.
-        assert_eq!(next("0 0 29 2 *", "2026-11-24T08:00:00Z"), Some(ts("2028-02-29T00:00:00Z")));
+        assert_eq!(
+            next("0 0 29 2 *", "2026-11-24T08:00:00Z"),
+            Some(ts("2028-02-29T00:00:00Z"))
+        );
         // The end of a month that has no 31st is skipped, not moved.
-        assert_eq!(next("0 0 31 * *", "2026-11-24T08:00:00Z"), Some(ts("2026-12-31T00:00:00Z")));
+        assert_eq!(
+            next("0 0 31 * *", "2026-11-24T08:00:00Z"),
+            Some(ts("2026-12-31T00:00:00Z"))
+        );
     }
 
     #[test]

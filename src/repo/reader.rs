@@ -25,34 +25,12 @@ impl Repository {
         out: &mut W,
         progress: &dyn Progress,
     ) -> Result<()> {
-        if self.is_encrypted() && self.keys.identity.is_none() {
-            return Err(RepoError::IdentityRequired {
-                what: "restoring".into(),
-            });
-        }
+        self.check_can_read()?;
         let mut size = 0u64;
         let mut chunks = futures::stream::iter(manifest.stream.chunks.iter().cloned())
             .map(|c| {
                 let repo = self.clone();
-                async move {
-                    let id = c.chunk_id()?;
-                    let path = id.object_path();
-                    let stored = repo.get(&path).await?;
-                    let addressing = repo.addressing.clone();
-                    let identity = repo.keys.identity.clone();
-                    tokio::task::spawn_blocking(move || {
-                        chunk::decode(
-                            &path,
-                            &stored,
-                            &id,
-                            Some(c.size as usize),
-                            &addressing,
-                            identity.as_ref(),
-                        )
-                    })
-                    .await
-                    .map_err(|e| RepoError::Task(e.to_string()))?
-                }
+                async move { repo.fetch_proven(c, Ok).await }
             })
             .buffered(READ_AHEAD);
         while let Some(data) = chunks.try_next().await? {
@@ -89,11 +67,7 @@ impl Repository {
     ) -> Result<()> {
         use std::os::unix::fs::FileExt;
 
-        if self.is_encrypted() && self.keys.identity.is_none() {
-            return Err(RepoError::IdentityRequired {
-                what: "restoring".into(),
-            });
-        }
+        self.check_can_read()?;
         let sink = |e: std::io::Error| RepoError::Sink { detail: e.to_string() };
         let file = std::sync::Arc::new(file);
         let mut offset = 0u64;
@@ -121,25 +95,11 @@ impl Repository {
                 let repo = self.clone();
                 let file = file.clone();
                 async move {
-                    let id = c.chunk_id()?;
-                    let path = id.object_path();
-                    let stored = repo.get(&path).await?;
-                    let addressing = repo.addressing.clone();
-                    let identity = repo.keys.identity.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let data = chunk::decode(
-                            &path,
-                            &stored,
-                            &id,
-                            Some(c.size as usize),
-                            &addressing,
-                            identity.as_ref(),
-                        )?;
+                    repo.fetch_proven(c, move |data| {
                         file.write_all_at(&data, at).map_err(sink)?;
-                        Ok::<u64, RepoError>(data.len() as u64)
+                        Ok(data.len() as u64)
                     })
                     .await
-                    .map_err(|e| RepoError::Task(e.to_string()))?
                 }
             })
             .buffer_unordered(READ_AHEAD);
@@ -147,5 +107,41 @@ impl Repository {
             progress.advance(written);
         }
         Ok(())
+    }
+
+    fn check_can_read(&self) -> Result<()> {
+        if self.is_encrypted() && self.keys.identity.is_none() {
+            return Err(RepoError::IdentityRequired {
+                what: "restoring".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fetches one chunk, proves it against its name and size, and hands the plaintext to `then`,
+    /// all off the async threads (decompressing and hashing a 4 MiB chunk is real work).
+    async fn fetch_proven<T: Send + 'static>(
+        &self,
+        c: super::manifest::ChunkRef,
+        then: impl FnOnce(Vec<u8>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let id = c.chunk_id()?;
+        let path = id.object_path();
+        let stored = self.get(&path).await?;
+        let addressing = self.addressing.clone();
+        let identity = self.keys.identity.clone();
+        tokio::task::spawn_blocking(move || {
+            let data = chunk::decode(
+                &path,
+                &stored,
+                &id,
+                Some(c.size as usize),
+                &addressing,
+                identity.as_ref(),
+            )?;
+            then(data)
+        })
+        .await
+        .map_err(|e| RepoError::Task(e.to_string()))?
     }
 }
