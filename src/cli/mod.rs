@@ -2,6 +2,7 @@
 
 mod check_config;
 pub(crate) mod context;
+mod copy_cmds;
 mod daemon_cmds;
 mod demo;
 pub(crate) mod drill_cmds;
@@ -62,10 +63,17 @@ enum Command {
     /// into a fresh database and prove the data equal. Needs only PostgreSQL's server binaries.
     Demo(demo::DemoArgs),
     /// Create a repository. Refuses to touch a location that already holds one.
-    #[command(after_help = "Example:\n  lifeboat init offsite")]
+    #[command(
+        after_help = "Examples:\n  lifeboat init offsite\n  lifeboat init second-site --like offsite\n\n\
+--like makes a repository that names and encrypts chunks exactly as the other one (same chunker parameters, \
+recipients and address key, an id of its own), so that `lifeboat copy` can move snapshots between the two."
+    )]
     Init {
         /// Repository name from the config; may be omitted when the config has exactly one.
         repository: Option<String>,
+        /// Create it like this existing repository (a name from the config), ready to receive copies of it.
+        #[arg(long, value_name = "REPOSITORY")]
+        like: Option<String>,
     },
     /// Take a consistent logical backup of a source into its repository.
     #[command(
@@ -127,6 +135,9 @@ With --jobs > 1 the archive is fetched and verified into --work-dir first, then 
         /// Where a parallel restore stages the verified archive (default: the system temp dir).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// The repository to restore from, when the snapshot is in several (copies).
+        #[arg(long)]
+        repository: Option<String>,
     },
     /// Apply a retention policy: delete the snapshots it forgets, then the chunks no snapshot needs.
     #[command(
@@ -138,6 +149,17 @@ holds the repository alone: it refuses while a backup runs, and backups refuse w
 the repository's deleting credential. Drill evidence is kept."
     )]
     Prune(prune_cmds::PruneArgs),
+    /// Copy snapshots (chunks, manifests, drill evidence) into a second repository, byte for byte.
+    #[command(
+        after_help = "Examples:\n  lifeboat copy --from local --to offsite --dry-run\n  lifeboat copy --from local --to offsite --source rental\n\n\
+The destination must name chunks like the source: both unencrypted, or encrypted with the same address key and \
+recipients (`lifeboat init offsite --like local` creates such a repository). Every chunk is read back and checked \
+before it is written, so damage is never copied: a snapshot with a missing or damaged object fails, naming it, \
+and the others go on (exit 4). Chunks the destination holds are skipped; each manifest is written last and \
+create-only, so an interrupted copy leaves no half snapshot and running it again finishes it. The destination \
+holds a shared lock meanwhile, like a backup."
+    )]
+    Copy(copy_cmds::CopyArgs),
     /// Recovery drills: restore into a throwaway scratch environment, check, measure RTO/RPO.
     Drill {
         #[command(subcommand)]
@@ -236,7 +258,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         command => {
             let ctx = context::Context::load(&cli.config)?;
             match command {
-                Command::Init { repository } => repo_cmds::init(&ctx, repository, &out).await,
+                Command::Init { repository, like } => repo_cmds::init(&ctx, repository, like, &out).await,
                 Command::Backup { source, uploads } => repo_cmds::backup(&ctx, &source, uploads, &out).await,
                 Command::Snapshots {
                     source,
@@ -255,7 +277,21 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                     jobs,
                     no_owner,
                     work_dir,
-                } => repo_cmds::restore(&ctx, &snapshot, into_dsn, password_env, jobs, no_owner, work_dir, &out).await,
+                    repository,
+                } => {
+                    repo_cmds::restore(
+                        &ctx,
+                        &snapshot,
+                        into_dsn,
+                        password_env,
+                        jobs,
+                        no_owner,
+                        work_dir,
+                        repository,
+                        &out,
+                    )
+                    .await
+                }
                 Command::Catalog {
                     action: CatalogAction::Rebuild,
                 } => repo_cmds::catalog_rebuild(&ctx, &out).await,
@@ -270,6 +306,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                 } => drill_cmds::history(&ctx, &name, limit, &out).await,
                 Command::Sla => drill_cmds::sla(&ctx, &out).await,
                 Command::Prune(args) => prune_cmds::prune(&ctx, args, &out).await,
+                Command::Copy(args) => copy_cmds::copy(&ctx, args, &out).await,
                 Command::Jobs => daemon_cmds::jobs(&ctx, &out).await,
                 Command::Daemon => daemon_cmds::daemon(ctx).await,
                 Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),

@@ -15,7 +15,7 @@ use crate::engine::{self, Endpoint, RestoreOptions};
 use crate::ops;
 use crate::repo::{Manifest, Repository, WriteOptions};
 
-pub async fn init(ctx: &Context, name: Option<String>, out: &Output) -> Result<Exit, CliError> {
+pub async fn init(ctx: &Context, name: Option<String>, like: Option<String>, out: &Output) -> Result<Exit, CliError> {
     let name = match name {
         Some(n) => n,
         None if ctx.config.repositories.len() == 1 => ctx.config.repositories.keys().next().cloned().expect("one"),
@@ -28,8 +28,25 @@ pub async fn init(ctx: &Context, name: Option<String>, out: &Output) -> Result<E
     };
     let rc = ctx.repository_config(&name)?;
     let keys = ctx.keys(rc)?;
+    let template = match &like {
+        None => None,
+        Some(template_name) => {
+            let template = ctx.repository(template_name).await?;
+            check_like(
+                &name,
+                &keys.recipients,
+                rc.encryption.is_some(),
+                template_name,
+                &template,
+            )?;
+            Some((template_name.as_str(), template))
+        }
+    };
     let storage = ctx.storage(rc, true)?;
-    let created = Repository::init(storage.store, storage.url.as_str(), &keys.recipients).await?;
+    let created = match &template {
+        None => Repository::init(storage.store, storage.url.as_str(), &keys.recipients).await?,
+        Some((_, t)) => Repository::init_like(storage.store, storage.url.as_str(), t).await?,
+    };
     let mut key_file = None;
     if let Some(key) = created.address_key {
         let dir = ctx.key_dir();
@@ -39,8 +56,23 @@ pub async fn init(ctx: &Context, name: Option<String>, out: &Output) -> Result<E
         })?;
         key_file = Some(path);
     }
+    // Encrypted like a repository whose address key this host does not hold: copies need no key, but
+    // backups into the new repository do.
+    let key_note = match &template {
+        Some((template_name, t)) if t.is_encrypted() && created.address_key.is_none() => Some(format!(
+            "the address key of `{template_name}` is not on this host, so backups into `{name}` cannot run here yet (copies can); fix: copy {} from the host that ran `lifeboat init {template_name}` to {}, or configure the age identity for `{name}`",
+            crate::repo::address_key_file_name(t.id()),
+            ctx.key_dir()
+                .join(crate::repo::address_key_file_name(created.repository.id()))
+                .display()
+        )),
+        _ => None,
+    };
+    if let Some(note) = &key_note {
+        eprintln!("note: {note}");
+    }
     if out.json {
-        out.json(&json!({"repository": name, "id": created.repository.id(), "url": rc.url.as_str(), "encrypted": created.address_key.is_some(), "address_key_file": key_file}));
+        out.json(&json!({"repository": name, "id": created.repository.id(), "url": rc.url.as_str(), "encrypted": created.repository.is_encrypted(), "address_key_file": key_file, "like": like}));
     } else {
         println!(
             "created repository {name} (id {}) at {}",
@@ -55,6 +87,40 @@ pub async fn init(ctx: &Context, name: Option<String>, out: &Output) -> Result<E
         }
     }
     Ok(Exit::Ok)
+}
+
+/// `init NAME --like TEMPLATE` copies the template's encryption, so the config of NAME must say the
+/// same: otherwise backups into NAME would encrypt to recipients other than the ones its chunks use.
+fn check_like(
+    name: &str,
+    configured: &[age::x25519::Recipient],
+    configured_encrypted: bool,
+    template_name: &str,
+    template: &Repository,
+) -> Result<(), CliError> {
+    let mine: std::collections::BTreeSet<String> = configured.iter().map(|r| r.to_string()).collect();
+    match &template.config().encryption {
+        None if configured_encrypted => Err(CliError::usage(format!(
+            "`{template_name}` is not encrypted, so `{name}` cannot be both encrypted and like it; fix: remove `encryption:` from repository `{name}` in the config, or run init without --like (snapshots then cannot be copied between the two)"
+        ))),
+        None => Ok(()),
+        Some(t) => {
+            let theirs: std::collections::BTreeSet<String> = t.recipients.iter().cloned().collect();
+            if mine == theirs {
+                return Ok(());
+            }
+            let list = theirs.iter().map(|r| format!("\"{r}\"")).collect::<Vec<_>>().join(", ");
+            Err(CliError::usage(if configured_encrypted {
+                format!(
+                    "`{template_name}` encrypts to recipients {list}, but repository `{name}` in the config lists others; chunks copied from `{template_name}` stay encrypted to its recipients; fix: set `encryption.recipients: [{list}]` for `{name}` in the config, then run init again"
+                )
+            } else {
+                format!(
+                    "`{template_name}` is encrypted, so `{name}` must be configured with the same recipients to be like it; fix: add `encryption: {{ recipients: [{list}] }}` to repository `{name}` in the config, then run init again"
+                )
+            }))
+        }
+    }
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
@@ -409,6 +475,7 @@ pub async fn restore(
     jobs: u32,
     no_owner: bool,
     work_dir: Option<PathBuf>,
+    repository: Option<String>,
     out: &Output,
 ) -> Result<Exit, CliError> {
     if into_dsn.password().is_some() {
@@ -420,7 +487,7 @@ pub async fn restore(
         Some(var) => Some(resolve(&crate::config::SecretRef::Env(var))?),
         None => None,
     };
-    let (repo_name, repo, manifest) = locate(ctx, snapshot, None).await?;
+    let (repo_name, repo, manifest) = locate(ctx, snapshot, repository.as_deref()).await?;
     // The source's own DSN is refused even when the server's identity cannot be read.
     if let Some(src) = ctx.config.sources.get(&manifest.source)
         && engine::same_database(&manifest.engine, &src.dsn, &into_dsn)

@@ -2,11 +2,13 @@
 //! today; the daemon and the API call the same functions.
 
 mod backup;
+mod copy;
 mod prune;
 mod rebuild;
 mod restore;
 
 pub use backup::{BackupReport, backup};
+pub use copy::{CopyFailure, CopyOutcome, CopyReport, CopyRequest, SnapshotCopy, copy};
 pub use prune::{ForgottenSnapshot, HOW_TO_SET_A_POLICY, KeptSnapshot, PruneReport, PruneRequest, SourcePrune, prune};
 pub use rebuild::{rebuild_catalog, snapshot_record};
 pub use restore::{RestoreReport, RestoreRequest, StagedArchive, restore, stage};

@@ -137,6 +137,29 @@ fn open_payload<'a>(
     }
 }
 
+/// Checks only what can be checked without the age identity: the header, and that the codec is the one
+/// the repository writes (age for encrypted repositories, plain zstd otherwise).
+pub fn check_header(object: &str, stored: &[u8], encrypted: bool) -> Result<()> {
+    let corrupt = |detail: String| RepoError::Corrupt {
+        object: object.to_string(),
+        detail,
+    };
+    if stored.len() < 5 || &stored[..4] != MAGIC {
+        return Err(corrupt("bad header".into()));
+    }
+    let expected = if encrypted { CODEC_ZSTD_AGE } else { CODEC_ZSTD };
+    if stored[4] != expected {
+        return Err(corrupt(format!(
+            "codec {} where this repository writes {expected}",
+            stored[4]
+        )));
+    }
+    if encrypted && !stored[5..].starts_with(b"age-encryption.org/v1\n") {
+        return Err(corrupt("the payload is not an age file".into()));
+    }
+    Ok(())
+}
+
 /// Decodes a stored chunk and proves it is the chunk `expected` names, of `expected_len` bytes when
 /// known. Any mismatch is `Corrupt`, naming the object.
 pub fn decode(

@@ -7,6 +7,15 @@ use object_store::{PutMode, PutOptions, PutPayload};
 
 use super::{RepoError, Repository, Result, sealed};
 
+/// Checks an evidence object's seal and returns the document; any damage is `Corrupt`, naming `path`.
+pub(crate) fn parse(path: &str, bytes: &[u8]) -> Result<serde_json::Value> {
+    let raw = sealed::unseal(path, bytes, "evidence")?;
+    serde_json::from_str(raw.get()).map_err(|e| RepoError::Corrupt {
+        object: path.to_string(),
+        detail: e.to_string(),
+    })
+}
+
 pub fn object_path(source: &str, run_id: &str) -> String {
     format!("evidence/{source}/{run_id}.json")
 }
@@ -44,12 +53,7 @@ impl Repository {
         let mut bad = Vec::new();
         for path in self.list_json(&prefix).await? {
             let bytes = self.get(&path).await?;
-            match sealed::unseal(&path, &bytes, "evidence").and_then(|raw| {
-                serde_json::from_str(raw.get()).map_err(|e| RepoError::Corrupt {
-                    object: path.clone(),
-                    detail: e.to_string(),
-                })
-            }) {
+            match parse(&path, &bytes) {
                 Ok(doc) => good.push(doc),
                 Err(e) => bad.push(e),
             }

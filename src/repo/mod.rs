@@ -13,6 +13,7 @@
 //! exception: their holder rewrites them to show it is alive, and removes them when done.
 
 mod chunk;
+mod copy;
 mod error;
 mod evidence;
 mod format;
@@ -32,6 +33,7 @@ use futures::TryStreamExt;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, path::Path as StorePath};
 
 pub use chunk::{Addressing, ChunkId};
+pub use copy::{ChunkCheck, ChunkVerifier, Put, naming_mismatch};
 pub use error::{RepoError, Result};
 pub use format::{CONFIG_OBJECT, ChunkerParams, FORMAT_VERSION, RepoConfig};
 pub use lock::{FoundLock, LockInfo, LockKind, LockOptions, RepoLock};
@@ -87,22 +89,6 @@ impl Repository {
         location: &str,
         recipients: &[age::x25519::Recipient],
     ) -> Result<Created> {
-        let config_path = StorePath::from(CONFIG_OBJECT);
-        match store.get(&config_path).await {
-            Ok(existing) => {
-                let bytes = existing.bytes().await.unwrap_or_default();
-                let id = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
-                    .unwrap_or_else(|| "unknown".into());
-                return Err(RepoError::AlreadyExists {
-                    location: location.into(),
-                    id,
-                });
-            }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(RepoError::storage(CONFIG_OBJECT, e)),
-        }
         let id = hex::encode(rand::random::<[u8; 16]>());
         let (encryption, address_key) = if recipients.is_empty() {
             (None, None)
@@ -118,22 +104,7 @@ impl Repository {
             (Some(info), Some(key))
         };
         let config = RepoConfig::new(id, encryption);
-        let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
-        // Create-only: two concurrent `init`s cannot both win.
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match store.put_opts(&config_path, PutPayload::from(bytes), opts).await {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                return Err(RepoError::AlreadyExists {
-                    location: location.into(),
-                    id: "unknown".into(),
-                });
-            }
-            Err(e) => return Err(RepoError::storage(CONFIG_OBJECT, e)),
-        }
+        write_new_config(&store, location, &config).await?;
         let keys = Keys {
             recipients: recipients.to_vec(),
             identity: None,
@@ -315,6 +286,41 @@ impl Repository {
             .await
             .map_err(|e| RepoError::storage(path, e))?;
         r.bytes().await.map_err(|e| RepoError::storage(path, e))
+    }
+}
+
+/// Writes the config object of a new repository. Refuses, without writing anything, when the location
+/// already holds a repository (or anything that claims to be one).
+async fn write_new_config(store: &Arc<dyn ObjectStore>, location: &str, config: &RepoConfig) -> Result<()> {
+    let config_path = StorePath::from(CONFIG_OBJECT);
+    match store.get(&config_path).await {
+        Ok(existing) => {
+            let bytes = existing.bytes().await.unwrap_or_default();
+            let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| "unknown".into());
+            return Err(RepoError::AlreadyExists {
+                location: location.into(),
+                id,
+            });
+        }
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(RepoError::storage(CONFIG_OBJECT, e)),
+    }
+    let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
+    // Create-only: two concurrent `init`s cannot both win.
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store.put_opts(&config_path, PutPayload::from(bytes), opts).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => Err(RepoError::AlreadyExists {
+            location: location.into(),
+            id: "unknown".into(),
+        }),
+        Err(e) => Err(RepoError::storage(CONFIG_OBJECT, e)),
     }
 }
 
