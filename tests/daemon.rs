@@ -708,3 +708,39 @@ async fn sigterm_cancels_a_running_drill_after_the_grace_period_and_leaves_no_sc
     let jobs = json(&ws, &["jobs"], &[]);
     assert_eq!(job(&jobs, "drill:nightly")["last_outcome"], "cancelled", "{jobs}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_schedule_keeps_a_verified_second_copy_in_another_repository() {
+    let source = source_cluster().await;
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path().join("drills")).unwrap();
+    ws.write_config(&format!(
+        "state_dir: {state}\nrepositories:\n  local:\n    url: file://{repo}\n  second:\n    url: file://{second}\n\
+         sources:\n  rental:\n    kind: postgres\n    dsn: \"{dsn}\"\n    environment: staging\n    repository: local\n    \
+         copy_to: [second]\n    schedule:\n      backup: \"*/2 * * * * *\"\n      copy: \"*/3 * * * * *\"\n\
+         daemon:\n  listen: 127.0.0.1:0\n",
+        state = ws.path().join("state").display(),
+        repo = ws.repo_dir().display(),
+        second = ws.path().join("second").display(),
+        dsn = source.dsn("rental"),
+    ));
+    for repo in ["local", "second"] {
+        let o = ws.run(&["init", repo], &[]);
+        assert!(o.status.success(), "{}", all_output(&o));
+    }
+    let mut daemon = Daemon::start(&ws, "daemon", &[]);
+    daemon.wait_for_log("copy:rental: ok", Duration::from_secs(30));
+    let line = daemon.wait_for_log("1 copied", Duration::from_secs(30));
+    assert!(line.contains("second:"), "{line}");
+    let (status, log) = daemon.stop(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{log}");
+    // The copy is whole: every chunk of every snapshot there re-read and proven.
+    let o = ws.run(&["verify", "--all", "--read-data", "--repository", "second"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    assert!(all_output(&o).contains("second"), "{}", all_output(&o));
+    let copies: Vec<Value> = snapshots(&ws, &[])
+        .into_iter()
+        .filter(|s| s["repository"] == "second")
+        .collect();
+    assert!(!copies.is_empty(), "the catalog knows the copies");
+}

@@ -81,6 +81,8 @@ pub struct SourceConfig {
     /// What `prune` keeps; `None`: the source is never pruned.
     pub retention: Option<crate::repo::retention::RetentionPolicy>,
     pub pings: SourcePings,
+    /// Other repositories that hold copies of this source's snapshots (`lifeboat copy`).
+    pub copy_to: Vec<String>,
 }
 
 /// Database kinds the config knows. Only `Postgres` passes validation today; the others are

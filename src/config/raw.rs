@@ -61,6 +61,8 @@ pub(crate) struct RawSchedules {
     #[serde(default)]
     pub prune: Option<S<String>>,
     #[serde(default)]
+    pub copy: Option<S<String>>,
+    #[serde(default)]
     pub timezone: Option<S<String>>,
 }
 
@@ -102,6 +104,8 @@ pub(crate) struct RawPings {
     pub verify: Option<S<RawSecretUrl>>,
     #[serde(default)]
     pub prune: Option<S<RawSecretUrl>>,
+    #[serde(default)]
+    pub copy: Option<S<RawSecretUrl>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,4 +229,7 @@ pub(crate) struct RawSource {
     pub retention: Option<S<RawRetention>>,
     #[serde(default)]
     pub pings: Option<S<RawPings>>,
+    /// Repositories the daemon's `copy` job copies this source's snapshots to.
+    #[serde(default)]
+    pub copy_to: Option<S<Vec<S<String>>>>,
 }

@@ -49,6 +49,8 @@ pub struct SourceSchedules {
     pub backup: Option<Schedule>,
     pub verify: Option<Schedule>,
     pub prune: Option<Schedule>,
+    /// Copies the source's snapshots to each of its `copy_to` repositories.
+    pub copy: Option<Schedule>,
 }
 
 /// A source's `pings:`: healthchecks-style dead-man URLs per job. The run pings `URL/start` when
@@ -58,6 +60,7 @@ pub struct SourcePings {
     pub backup: Option<SecretRef>,
     pub verify: Option<SecretRef>,
     pub prune: Option<SecretRef>,
+    pub copy: Option<SecretRef>,
 }
 
 /// `alerts:`.

@@ -42,6 +42,7 @@ pub async fn execute(shared: &Shared, job: &JobSpec) -> Outcome {
         JobKind::Backup => backup(shared, job).await,
         JobKind::Verify => verify(shared, job).await,
         JobKind::Prune => prune(shared, job).await,
+        JobKind::Copy => copy(shared, job).await,
         JobKind::Drill => drill(shared, job).await,
     }
 }
@@ -254,6 +255,99 @@ async fn prune(shared: &Shared, job: &JobSpec) -> Outcome {
         })
         .await;
     outcome
+}
+
+/// Copies the source's snapshots to each `copy_to` repository: the second copy that the
+/// `single-copy` and `same-provider-region` findings ask for.
+async fn copy(shared: &Shared, job: &JobSpec) -> Outcome {
+    let source_name = &job.source;
+    let Some(source) = shared.ctx.config.sources.get(source_name) else {
+        return Outcome::failed(format!("source {source_name} is no longer in the config"));
+    };
+    let from = match shared.ctx.repository(&source.repository).await {
+        Ok(r) => r,
+        Err(e) => return Outcome::failed(e.message),
+    };
+    let mut lines = Vec::new();
+    let mut ok = true;
+    for to_name in &source.copy_to {
+        let unreachable = AlertKind::RepositoryUnreachable.key(to_name);
+        let to = match shared.ctx.repository(to_name).await {
+            Ok(r) => r,
+            Err(e) => {
+                shared.alerter.raise(
+                    Alert::new(
+                        AlertKind::RepositoryUnreachable,
+                        Severity::Critical,
+                        format!("repository {to_name} cannot be opened: {}", e.message),
+                    )
+                    .with_source(source_name.clone())
+                    .with_key(unreachable),
+                );
+                ok = false;
+                lines.push(format!("{to_name}: {}", e.message));
+                continue;
+            }
+        };
+        shared.alerter.resolve(&unreachable);
+        let result = ops::copy(
+            ops::CopyRequest {
+                from: &from,
+                from_name: &source.repository,
+                to: &to,
+                to_name,
+                source: Some(source_name),
+                snapshots: &[],
+                dry_run: false,
+                uploads_in_flight: 4,
+                locks: LockOptions::default(),
+                catalog: Some(shared.catalog.as_ref()),
+            },
+            &NoProgress,
+        )
+        .await;
+        match result {
+            Ok(r) => {
+                let damaged = AlertKind::CorruptionFound.key(&source.repository);
+                if r.found_damage() {
+                    let failed: Vec<String> = r
+                        .snapshots
+                        .iter()
+                        .filter_map(|s| s.failure.as_ref().map(|f| format!("{}: {}", s.id, f.error)))
+                        .take(5)
+                        .collect();
+                    shared.alerter.raise(
+                        Alert::new(
+                            AlertKind::CorruptionFound,
+                            Severity::Critical,
+                            format!(
+                                "copying {source_name} to {to_name} found damage in repository {}: {}",
+                                source.repository,
+                                failed.join("; ")
+                            ),
+                        )
+                        .with_source(source_name.clone())
+                        .with_key(damaged),
+                    );
+                }
+                ok &= r.is_complete();
+                lines.push(format!(
+                    "{to_name}: {} copied, {} already there, {} failed ({} bytes)",
+                    r.snapshots_copied, r.snapshots_already_present, r.snapshots_failed, r.bytes_copied
+                ));
+            }
+            Err(e) => {
+                ok = false;
+                lines.push(format!("{to_name}: {e}"));
+            }
+        }
+    }
+    let detail = lines.join("; ");
+    if ok {
+        Outcome::ok(detail)
+    } else {
+        Outcome::failed(detail)
+    }
 }
 
 async fn drill(shared: &Shared, job: &JobSpec) -> Outcome {

@@ -13,6 +13,7 @@ pub enum JobKind {
     Backup,
     Verify,
     Prune,
+    Copy,
     Drill,
 }
 
@@ -22,6 +23,7 @@ impl JobKind {
             JobKind::Backup => "backup",
             JobKind::Verify => "verify",
             JobKind::Prune => "prune",
+            JobKind::Copy => "copy",
             JobKind::Drill => "drill",
         }
     }
@@ -59,6 +61,7 @@ pub fn jobs(config: &Config, drills: &[DrillSpec]) -> Result<Vec<JobSpec>, Sched
             (JobKind::Backup, &s.backup, &source.pings.backup),
             (JobKind::Verify, &s.verify, &source.pings.verify),
             (JobKind::Prune, &s.prune, &source.pings.prune),
+            (JobKind::Copy, &s.copy, &source.pings.copy),
         ] {
             if let Some(schedule) = schedule {
                 jobs.push(JobSpec {

@@ -121,12 +121,13 @@ impl Validator<'_> {
             backup: one("backup", &r.backup),
             verify: one("verify", &r.verify),
             prune: one("prune", &r.prune),
+            copy: one("copy", &r.copy),
         };
-        if r.backup.is_none() && r.verify.is_none() && r.prune.is_none() {
+        if r.backup.is_none() && r.verify.is_none() && r.prune.is_none() && r.copy.is_none() {
             self.report(
                 pos(raw),
                 format!("`sources.{source}.schedule` names no job"),
-                "add `backup:`, `verify:` and/or `prune:` with a crontab expression, e.g. `backup: \"0 */6 * * *\"`",
+                "add `backup:`, `verify:`, `prune:` and/or `copy:` with a crontab expression, e.g. `backup: \"0 */6 * * *\"`",
             );
         }
         schedules
@@ -179,6 +180,7 @@ impl Validator<'_> {
             backup: one("backup", &r.backup),
             verify: one("verify", &r.verify),
             prune: one("prune", &r.prune),
+            copy: one("copy", &r.copy),
         }
     }
 

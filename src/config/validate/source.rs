@@ -97,6 +97,7 @@ impl Validator<'_> {
             None => None,
         };
         let pings = s.pings.as_ref().map(|p| self.pings(name, p)).unwrap_or_default();
+        let copy_to = self.copy_to(name, s, repo_names);
         if let (Some(prune), None) = (s.schedule.as_ref().and_then(|r| r.value.prune.as_ref()), &s.retention) {
             self.report(
                 pos(prune),
@@ -120,7 +121,35 @@ impl Validator<'_> {
             schedules,
             retention,
             pings,
+            copy_to,
         })
+    }
+
+    /// `copy_to:` names other repositories; a `copy` schedule needs at least one.
+    fn copy_to(&mut self, source: &str, s: &RawSource, repo_names: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in s.copy_to.iter().flat_map(|l| l.value.iter()) {
+            let wanted = r.value.trim();
+            if s.repository.as_ref().is_some_and(|own| own.value.trim() == wanted) {
+                self.report(
+                    pos(r),
+                    format!("source `{source}` copies to `{wanted}`, which is already its own repository"),
+                    "name another repository, ideally with another provider or in another region",
+                );
+            } else if let Some(name) = self.repository_ref(source, r, repo_names) {
+                out.push(name);
+            }
+        }
+        if let Some(copy) = s.schedule.as_ref().and_then(|r| r.value.copy.as_ref())
+            && s.copy_to.as_ref().is_none_or(|l| l.value.is_empty())
+        {
+            self.report(
+                pos(copy),
+                format!("source `{source}` schedules `copy` but has no `copy_to:` saying where"),
+                "add e.g. `copy_to: [second-site]` naming another repository, or remove the copy schedule",
+            );
+        }
+        out
     }
 
     fn kind(&mut self, source: &str, k: &S<String>) -> Option<SourceKind> {
