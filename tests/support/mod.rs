@@ -47,3 +47,4 @@ pub fn unique_name(prefix: &str) -> String {
 }
 pub mod cli;
 pub mod problems;
+pub mod s3;
