@@ -356,10 +356,10 @@ async fn on_a_versioned_bucket_the_delete_marker_destroys_nothing_and_the_versio
 }
 
 #[tokio::test]
-async fn on_a_locked_bucket_the_canary_survives_every_attempt() {
+async fn on_a_compliance_locked_bucket_the_canary_survives_every_attempt() {
     let endpoint = support::s3_endpoint();
     let admin = client(&endpoint, ANY_KEY, ANY_SECRET);
-    let name = bucket(&admin, Kind::Locked(ObjectLockRetentionMode::Governance, Some(1), None)).await;
+    let name = bucket(&admin, Kind::Locked(ObjectLockRetentionMode::Compliance, Some(1), None)).await;
     seed(&admin, &name).await;
     let before = versions(&admin, &name).await;
 
@@ -367,13 +367,16 @@ async fn on_a_locked_bucket_the_canary_survives_every_attempt() {
     assert_eq!(result.outcome, ProbeOutcome::Survived, "{result:#?}");
     assert_eq!(
         names(&result),
-        [("delete-by-key", true), ("delete-version", false), ("overwrite", true)]
+        [
+            ("delete-by-key", true),
+            ("delete-version", false),
+            ("overwrite", true),
+            ("delete-version-bypassing-governance", false)
+        ]
     );
-    assert!(
-        result.attempts[1].answer.starts_with("AccessDenied"),
-        "{:?}",
-        result.attempts[1]
-    );
+    for refused in [&result.attempts[1], &result.attempts[3]] {
+        assert!(refused.answer.starts_with("AccessDenied"), "{refused:?}");
+    }
 
     let after = versions(&admin, &name).await;
     assert_eq!(outside_probes(&after), before, "only the canary was touched");
@@ -393,6 +396,27 @@ async fn on_a_locked_bucket_the_canary_survives_every_attempt() {
         "the original is whole: {contents:?}"
     );
     assert!(contents[1].starts_with("lifeboat immutability probe: overwritten\n"));
+}
+
+/// Governance retention is a lock its holder may lift: a key allowed to bypass it (here, one with every
+/// permission) destroys the canary, and the probe names the bypass.
+#[tokio::test]
+async fn a_governance_lock_does_not_stop_a_key_that_may_bypass_it() {
+    let endpoint = support::s3_endpoint();
+    let admin = client(&endpoint, ANY_KEY, ANY_SECRET);
+    let name = bucket(&admin, Kind::Locked(ObjectLockRetentionMode::Governance, Some(1), None)).await;
+    let result = s3::probe(&repo(&endpoint, &name, ANY_KEY, ANY_SECRET).config).await;
+    assert_eq!(
+        result.outcome,
+        ProbeOutcome::Destroyed {
+            by: "delete-version-bypassing-governance".into()
+        },
+        "{result:#?}"
+    );
+    assert!(
+        !result.attempts[1].accepted,
+        "the plain version delete is refused: {result:#?}"
+    );
 }
 
 /// The everyday writer key may not delete (`s3:DeleteObject*` denied). On an unversioned bucket that
@@ -437,7 +461,12 @@ async fn a_key_that_may_not_delete_still_destroys_by_overwriting_unless_the_buck
     assert_eq!(result.outcome, ProbeOutcome::Survived, "{result:#?}");
     assert_eq!(
         names(&result),
-        [("delete-by-key", false), ("delete-version", false), ("overwrite", true)]
+        [
+            ("delete-by-key", false),
+            ("delete-version", false),
+            ("overwrite", true),
+            ("delete-version-bypassing-governance", false)
+        ]
     );
     assert_eq!(outside_probes(&versions(&admin, &locked).await), before);
 }

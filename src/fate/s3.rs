@@ -27,7 +27,7 @@ use super::evidence::{BucketEvidence, CallerIdentity, ObjectLock, Versioning};
 use crate::config::{RepositoryConfig, Secret};
 use client::{Place, Target, answer, fix, is_not_found};
 
-pub use probe::{DELETE_BY_KEY, DELETE_VERSION, OVERWRITE, PROBES_DIR, probe};
+pub use probe::{DELETE_BY_KEY, DELETE_VERSION, DELETE_VERSION_BYPASSING_GOVERNANCE, OVERWRITE, PROBES_DIR, probe};
 
 /// The call names that prefix [`BucketEvidence::unreadable`] entries.
 pub const GET_BUCKET_VERSIONING: &str = "GetBucketVersioning";

@@ -9,10 +9,11 @@
 //! little if an overwrite is accepted. The probe stops at the first attempt that destroyed the
 //! original and touches no object but its canary.
 //!
-//! It does not ask to bypass governance retention (`x-amz-bypass-governance-retention`): on a
-//! GOVERNANCE-mode bucket, a credential granted `s3:BypassGovernanceRetention` could still delete
-//! locked versions although the probe reports that the canary survived. COMPLIANCE mode, or a
-//! credential without that permission, closes the gap.
+//! The last attempt deletes the version again, asking to bypass governance retention
+//! (`x-amz-bypass-governance-retention`): on a GOVERNANCE-mode bucket a credential granted
+//! `s3:BypassGovernanceRetention` can delete locked versions, and a lock its own writer can lift
+//! protects nothing against that writer. COMPLIANCE mode, or a credential without that permission,
+//! survives it.
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
@@ -28,6 +29,7 @@ pub const PROBES_DIR: &str = "probes";
 pub const DELETE_BY_KEY: &str = "delete-by-key";
 pub const DELETE_VERSION: &str = "delete-version";
 pub const OVERWRITE: &str = "overwrite";
+pub const DELETE_VERSION_BYPASSING_GOVERNANCE: &str = "delete-version-bypassing-governance";
 
 /// Writes a canary under `<prefix>/probes/` and tries to destroy it with the repository's own
 /// credential; see the module docs. Never fails: a canary that cannot be written, or whose fate
@@ -63,7 +65,12 @@ pub async fn probe(repo: &RepositoryConfig) -> ProbeResult {
     let mut attempts = Vec::new();
     let mut leftovers = Vec::new();
     let mut outcome = ProbeOutcome::Survived;
-    for step in [Step::DeleteByKey, Step::DeleteVersion, Step::Overwrite] {
+    for step in [
+        Step::DeleteByKey,
+        Step::DeleteVersion,
+        Step::Overwrite,
+        Step::DeleteVersionBypassingGovernance,
+    ] {
         let name = step.name();
         let (attempt, added_version) = canary.attempt(step).await;
         tracing::debug!(
@@ -133,6 +140,7 @@ enum Step {
     DeleteByKey,
     DeleteVersion,
     Overwrite,
+    DeleteVersionBypassingGovernance,
 }
 
 impl Step {
@@ -141,6 +149,7 @@ impl Step {
             Step::DeleteByKey => DELETE_BY_KEY,
             Step::DeleteVersion => DELETE_VERSION,
             Step::Overwrite => OVERWRITE,
+            Step::DeleteVersionBypassingGovernance => DELETE_VERSION_BYPASSING_GOVERNANCE,
         }
     }
 }
@@ -235,6 +244,25 @@ impl<'a> Canary<'a> {
                     .await
                 {
                     Ok(_) => (true, format!("OK: version {version} deleted"), None),
+                    Err(e) => (false, answer(&e), None),
+                }
+            }
+            Step::DeleteVersionBypassingGovernance => {
+                let version = self.version.as_deref().unwrap_or("null");
+                match s3
+                    .delete_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .version_id(version)
+                    .bypass_governance_retention(true)
+                    .send()
+                    .await
+                {
+                    Ok(_) => (
+                        true,
+                        format!("OK: version {version} deleted, governance bypassed"),
+                        None,
+                    ),
                     Err(e) => (false, answer(&e), None),
                 }
             }
