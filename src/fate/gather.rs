@@ -25,7 +25,7 @@ use crate::repo::{Keys, Repository};
 use crate::storage::{Storage, StorageOptions};
 
 /// Listing a repository's manifests (a slow or unreachable store retries for minutes).
-const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Asking a server for its data directory.
 const ASK_TIMEOUT: Duration = Duration::from_secs(15);
 /// The OS user PostgreSQL runs as when its data directory's owner cannot be read.
@@ -224,7 +224,7 @@ impl Ctx<'_> {
             ScratchSpec::Ephemeral => ScratchFacts::Ephemeral,
             ScratchSpec::Server { dsn, .. } => ScratchFacts::Server(match dsn.resolve() {
                 // Neither the value nor the parser's quote of it is shown: it may hold a password.
-                Err(e) => Err(format!("its scratch DSN cannot be read: {e}")),
+                Err(e) => Err(format!("its scratch DSN cannot be read: {}", one_line(e))),
                 Ok(text) => match url::Url::parse(text.expose()) {
                     Ok(url) => Ok(address::server_address(&url, self.host_name).await),
                     Err(_) => Err(format!("its scratch DSN in {} is not a URL", dsn.describe())),
@@ -252,9 +252,7 @@ fn data_directory_query(kind: SourceKind) -> Option<&'static str> {
 async fn ask_data_directory(s: &SourceConfig) -> Result<PathBuf, String> {
     let sql = data_directory_query(s.kind).ok_or_else(|| format!("{} servers are not asked", s.kind))?;
     let password = match &s.password {
-        Some(r) => Some(SecretString::from(
-            r.resolve().map_err(|e| e.to_string())?.expose().to_owned(),
-        )),
+        Some(r) => Some(SecretString::from(r.resolve().map_err(one_line)?.expose().to_owned())),
         None => None,
     };
     let endpoint = Endpoint {
@@ -262,11 +260,11 @@ async fn ask_data_directory(s: &SourceConfig) -> Result<PathBuf, String> {
         password,
         bin_dir: s.pg_bin_dir.clone(),
     };
-    let engine = engine::for_kind(s.kind.as_str(), endpoint).map_err(|e| e.to_string())?;
+    let engine = engine::for_kind(s.kind.as_str(), endpoint).map_err(one_line)?;
     match tokio::time::timeout(ASK_TIMEOUT, engine.query_text(sql)).await {
         Ok(Ok(Some(dir))) if !dir.is_empty() => Ok(PathBuf::from(dir)),
         Ok(Ok(_)) => Err("the server reported no data directory".into()),
-        Ok(Err(e)) => Err(format!("the server could not be asked: {e}")),
+        Ok(Err(e)) => Err(format!("the server could not be asked: {}", one_line(e))),
         Err(_) => Err(format!("the server did not answer within {}s", ASK_TIMEOUT.as_secs())),
     }
 }
@@ -289,7 +287,7 @@ async fn snapshots(rc: &RepositoryConfig) -> Result<BTreeMap<String, BTreeSet<St
     let resolve = |r: &Option<SecretRef>| -> Result<Option<SecretString>, String> {
         match r {
             Some(r) => Ok(Some(SecretString::from(
-                r.resolve().map_err(|e| e.to_string())?.expose().to_owned(),
+                r.resolve().map_err(one_line)?.expose().to_owned(),
             ))),
             None => Ok(None),
         }
@@ -300,12 +298,12 @@ async fn snapshots(rc: &RepositoryConfig) -> Result<BTreeMap<String, BTreeSet<St
     opts.access_key_id = resolve(&rc.access_key_id)?;
     opts.secret_access_key = resolve(&rc.secret_access_key)?;
     let list = async {
-        let storage = Storage::open(&opts, false).map_err(|e| e.to_string())?;
+        let storage = Storage::open(&opts, false).map_err(one_line)?;
         // Listing needs no key: manifests are not encrypted.
         let repo = Repository::open(storage.store, rc.url.as_str(), &rc.name, Keys::default())
             .await
-            .map_err(|e| e.to_string())?;
-        repo.manifest_paths(None).await.map_err(|e| e.to_string())
+            .map_err(one_line)?;
+        repo.manifest_paths(None).await.map_err(one_line)
     };
     let paths = tokio::time::timeout(LIST_TIMEOUT, list)
         .await
@@ -333,7 +331,7 @@ async fn history(catalog: Option<&dyn Catalog>, config: &Config) -> Result<BTree
             ..DrillRunFilter::default()
         };
         // Newest first.
-        let runs = catalog.drill_runs(&filter).await.map_err(|e| e.to_string())?;
+        let runs = catalog.drill_runs(&filter).await.map_err(one_line)?;
         let history = DrillHistory {
             runs: runs.len() as u64,
             last_pass: runs
@@ -345,4 +343,14 @@ async fn history(catalog: Option<&dyn Catalog>, config: &Config) -> Result<BTree
         all.insert(name.clone(), history);
     }
     Ok(all)
+}
+
+/// An error as one line: findings are table rows, and errors carry their fix on a line of its own.
+fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

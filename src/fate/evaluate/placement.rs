@@ -29,8 +29,8 @@ fn same_device(pair: &Pair, out: &mut Vec<Finding>) {
                 RuleId::SameDevice,
                 &format!("the data directory of `{name}` is not known ({why})"),
                 format!(
-                    "grant the backup role `pg_read_all_settings` so it can `show data_directory`, or set \
-                     `sources.{name}.data_dir`"
+                    "let lifeboat reach `{name}` with its DSN and read `data_directory` (a superuser, or a role \
+                     granted `pg_read_all_settings`), or set `sources.{name}.data_dir`"
                 ),
             ));
             return;
