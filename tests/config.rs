@@ -723,3 +723,77 @@ fn a_bad_crontab_line_is_located_with_the_fix() {
     assert_eq!(p.position, at(15, 15));
     assert!(p.fix.contains("5 crontab fields"), "{p}");
 }
+
+#[test]
+fn fate_section_data_dir_and_cloud_identity() {
+    let dir = TempDir::new().unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let cfg = config::load_str(GOOD, &origin(&dir)).unwrap();
+    assert_eq!((cfg.fate.untested_after, cfg.fate.detect_within), (8 * day, 7 * day));
+    assert!(cfg.fate.schedule.is_none() && !cfg.fate.probe);
+    assert!(cfg.sources["orders"].data_dir.is_none() && cfg.sources["orders"].cloud_identity.is_none());
+
+    let text = format!(
+        "{GOOD}    data_dir: pgdata\n    cloud_identity:\n      access_key_id_env: ORDERS_CLOUD_KEY_ID\n      \
+         secret_access_key_file: secrets/cloud\n      endpoint: http://127.0.0.1:9310\n      region: eu-west-1\n\
+         fate:\n  untested_after: 3d\n  detect_within: 14d\n  schedule: \"0 * * * *\"\n  probe: true\n"
+    );
+    let cfg = config::load_str(&text, &origin(&dir)).unwrap_or_else(|e| panic!("{e}"));
+    let orders = &cfg.sources["orders"];
+    let base = std::path::absolute(dir.path()).unwrap();
+    assert_eq!(orders.data_dir.as_deref(), Some(base.join("pgdata").as_path()));
+    let cloud = orders.cloud_identity.as_ref().unwrap();
+    assert_eq!(cloud.access_key_id, SecretRef::Env("ORDERS_CLOUD_KEY_ID".into()));
+    assert_eq!(cloud.secret_access_key, SecretRef::File(base.join("secrets/cloud")));
+    assert_eq!(cloud.endpoint.as_ref().unwrap().as_str(), "http://127.0.0.1:9310/");
+    assert_eq!(cloud.region.as_deref(), Some("eu-west-1"));
+    assert_eq!((cfg.fate.untested_after, cfg.fate.detect_within), (3 * day, 14 * day));
+    assert_eq!(cfg.fate.schedule.as_ref().unwrap().expr(), "0 * * * *");
+    assert!(cfg.fate.probe);
+    // The cloud identity's secrets are checked like every other, at the key that names them.
+    let problems = cfg.check();
+    let p = find(&problems, "ORDERS_CLOUD_KEY_ID");
+    assert_eq!(p.position, at(16, 26), "{p}");
+    let p = find(&problems, "secrets/cloud");
+    assert_eq!(p.position, at(17, 31), "{p}");
+}
+
+#[test]
+fn fate_problems_are_located_with_the_fix() {
+    // A typo in `cloud_identity`: named as such, with the near miss.
+    let text = format!("{GOOD}    cloud_identity:\n      access_key_id_env: K\n      secret_acces_key_env: S\n");
+    let (_dir, err) = load_err(&text);
+    let p = only(&err);
+    assert!(
+        p.message
+            .contains("unknown key `secret_acces_key_env` in `cloud_identity`"),
+        "{p}"
+    );
+    assert!(p.fix.contains("did you mean `secret_access_key_env`?"), "{p}");
+    assert_eq!(p.position, at(16, 7), "{p}");
+
+    // An inline secret gets the env/file fix.
+    let text = format!("{GOOD}    cloud_identity:\n      secret_access_key: hunter2\n");
+    let (_dir, err) = load_err(&text);
+    let p = only(&err);
+    assert!(p.fix.contains("`secret_access_key_env: VAR`"), "{p}");
+    assert!(!p.to_string().contains("hunter2"), "{p}");
+
+    // Semantic problems, all at once.
+    let text = format!(
+        "{GOOD}    data_dir: \"~postgres/main\"\n    cloud_identity:\n      access_key_id_env: K\n\
+         fate:\n  detect_within: a week\n  untested_after: 0s\n  schedule: \"0 25 * * *\"\n"
+    );
+    let (_dir, err) = load_err(&text);
+    let problems = err.all();
+    assert_eq!(problems.len(), 5, "{err}");
+    assert_eq!(find(problems, "`data_dir` starts with `~`").position, at(14, 15));
+    let missing = find(problems, "`sources.orders.cloud_identity` has no secret access key");
+    assert!(missing.fix.contains("secret_access_key_env"), "{missing}");
+    let d = find(problems, "`fate.detect_within: a week` is not a duration");
+    assert_eq!(d.position, at(18, 18), "{d}");
+    assert!(d.fix.contains("7d"), "{d}");
+    find(problems, "`fate.untested_after: 0s` is not a duration");
+    let s = find(problems, "`fate.schedule`");
+    assert_eq!(s.position, at(20, 13), "{s}");
+}

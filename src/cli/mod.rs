@@ -7,6 +7,7 @@ mod daemon_cmds;
 mod demo;
 pub(crate) mod drill_cmds;
 mod exit;
+mod fate_cmds;
 mod progress;
 mod prune_cmds;
 mod render;
@@ -22,7 +23,8 @@ pub use exit::{CliError, Exit};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  the operation failed (database or storage unreachable, tool failed, ...)
+  1  the operation failed (database or storage unreachable, tool failed, ...);
+     for `fate`: a critical shared-fate finding
   2  bad usage or bad configuration (nothing was done)
   3  refused by a safety rule (nothing was written), e.g. the repository is locked by a prune or a backup
   4  damage found: missing or corrupt backup objects, or restored data that does not match;
@@ -186,6 +188,17 @@ to stderr (LIFEBOAT_LOG, default info).")]
     Daemon,
     /// The scheduled jobs: schedule, next run, last outcome, and which daemon runs them now.
     Jobs,
+    /// Shared-fate analysis: every way a backup would die together with its data. Exit 1 when a
+    /// finding is critical.
+    #[command(
+        after_help = "Examples:\n  lifeboat fate\n  lifeboat fate --probe --json\n  lifeboat fate --explain same-device\n\n\
+Every source is judged with every repository that holds or receives its backups. Rules: same-device, same-host, \
+no-immutability, deletable, shared-credentials, db-user-can-write, single-copy, same-provider-region, key-with-data, \
+untested, scratch-is-production, retention-too-short. Each finding names its rule, severity (critical, warning, \
+info), the evidence and the fix; an `info` finding says that a rule could not be judged and what it lacks. \
+Exit 0 when no finding is critical, 1 otherwise; `--explain` exits 0."
+    )]
+    Fate(fate_cmds::FateArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +268,10 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
     match cli.command {
         Command::Demo(args) => demo::run(args, &out).await,
         Command::CheckConfig => check_config::run(&cli.config, &out),
+        // Explaining a rule needs no config.
+        Command::Fate(fate_cmds::FateArgs {
+            explain: Some(rule), ..
+        }) => fate_cmds::explain(&rule, &out),
         command => {
             let ctx = context::Context::load(&cli.config)?;
             match command {
@@ -309,6 +326,7 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
                 Command::Copy(args) => copy_cmds::copy(&ctx, args, &out).await,
                 Command::Jobs => daemon_cmds::jobs(&ctx, &out).await,
                 Command::Daemon => daemon_cmds::daemon(ctx).await,
+                Command::Fate(args) => fate_cmds::fate(&ctx, args, &out).await,
                 Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),
             }
         }

@@ -10,11 +10,13 @@
 //! - Relative paths in the file resolve against the file's own directory.
 //!
 //! Files: `raw` (serde shapes with positions), `validate` (raw → model), `model` (the
-//! typed config), `secret`, `check` (secrets and paths on this machine), `error`, `syntax`
-//! (YAML errors → problems).
+//! typed config; `service` and `fate` hold the daemon's and the shared-fate analysis' parts),
+//! `secret`, `check` (secrets and paths on this machine), `error`, `syntax` (YAML errors →
+//! problems).
 
 mod check;
 mod error;
+mod fate;
 mod model;
 mod raw;
 mod secret;
@@ -25,6 +27,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Position, Problem};
+pub use fate::{CloudIdentityConfig, FateConfig};
 pub use model::{CatalogConfig, Config, EncryptionConfig, RepositoryConfig, SourceConfig, SourceKind};
 pub use secret::{Secret, SecretRef};
 pub use service::{

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use super::check::{self, Check};
 use super::error::Problem;
+use super::fate::{CloudIdentityConfig, FateConfig};
 use super::secret::{Secret, SecretRef};
 use super::service::{AlertsConfigSpec, DaemonConfig, SourcePings, SourceSchedules};
 
@@ -30,6 +31,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `alerts:`; empty when absent.
     pub alerts: AlertsConfigSpec,
+    /// `fate:`, with defaults when absent.
+    pub fate: FateConfig,
     /// Every secret and path to check, with the position of the key that names it, so
     /// `check` can point at the key that names a missing secret.
     pub(super) checks: Vec<Check>,
@@ -83,6 +86,11 @@ pub struct SourceConfig {
     pub pings: SourcePings,
     /// Other repositories that hold copies of this source's snapshots (`lifeboat copy`).
     pub copy_to: Vec<String>,
+    /// The data directory as seen from this host, for the shared-fate analysis when the server
+    /// cannot be asked (`show data_directory` needs superuser or `pg_read_all_settings`).
+    pub data_dir: Option<PathBuf>,
+    /// A credential of the source's own infrastructure, compared with the repository's.
+    pub cloud_identity: Option<CloudIdentityConfig>,
 }
 
 /// Database kinds the config knows. Only `Postgres` passes validation today; the others are
@@ -171,6 +179,7 @@ impl fmt::Debug for Config {
             .field("sources", &self.sources)
             .field("daemon", &self.daemon)
             .field("alerts", &self.alerts)
+            .field("fate", &self.fate)
             .finish_non_exhaustive()
     }
 }

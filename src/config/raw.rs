@@ -32,6 +32,40 @@ pub(crate) struct RawConfig {
     pub daemon: Option<S<RawDaemon>>,
     #[serde(default)]
     pub alerts: Option<S<RawAlerts>>,
+    #[serde(default)]
+    pub fate: Option<S<RawFate>>,
+}
+
+/// `fate:`: settings of the shared-fate analysis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFate {
+    #[serde(default)]
+    pub untested_after: Option<S<String>>,
+    #[serde(default)]
+    pub detect_within: Option<S<String>>,
+    #[serde(default)]
+    pub schedule: Option<S<String>>,
+    #[serde(default)]
+    pub probe: Option<S<bool>>,
+}
+
+/// A source's `cloud_identity:`: the cloud credential of the source's own infrastructure.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCloudIdentity {
+    #[serde(default)]
+    pub access_key_id_env: Option<S<String>>,
+    #[serde(default)]
+    pub access_key_id_file: Option<S<String>>,
+    #[serde(default)]
+    pub secret_access_key_env: Option<S<String>>,
+    #[serde(default)]
+    pub secret_access_key_file: Option<S<String>>,
+    #[serde(default)]
+    pub endpoint: Option<S<String>>,
+    #[serde(default)]
+    pub region: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,4 +266,8 @@ pub(crate) struct RawSource {
     /// Repositories the daemon's `copy` job copies this source's snapshots to.
     #[serde(default)]
     pub copy_to: Option<S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub data_dir: Option<S<String>>,
+    #[serde(default)]
+    pub cloud_identity: Option<S<RawCloudIdentity>>,
 }

@@ -118,8 +118,14 @@ fn section_of(expected: &[&str]) -> &'static str {
         " at the top level"
     } else if has("dsn") {
         " in a source"
-    } else if has("endpoint") {
+    } else if has("endpoint") && has("url") {
         " in a repository"
+    } else if has("access_key_id_env") {
+        " in `cloud_identity`"
+    } else if has("detect_within") {
+        " in `fate`"
+    } else if has("routing_key_env") {
+        " in an alert sink"
     } else if has("recipients") {
         " in `encryption`"
     } else if has("url_env") {

@@ -297,3 +297,25 @@ mod tests {
         assert!(probe.attempts.is_empty());
     }
 }
+
+/// The storage inspector the analysis uses: S3 itself, through the repository's (and the source's
+/// cloud) credentials.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct S3Inspector;
+
+#[async_trait::async_trait]
+impl super::StorageInspector for S3Inspector {
+    async fn bucket(&self, repo: &RepositoryConfig) -> BucketEvidence {
+        bucket_evidence(repo).await
+    }
+
+    async fn probe(&self, repo: &RepositoryConfig) -> super::evidence::ProbeResult {
+        probe(repo).await
+    }
+
+    async fn cloud_identity(&self, identity: &crate::config::CloudIdentityConfig) -> Result<CallerIdentity, String> {
+        let key_id = identity.access_key_id.resolve().map_err(|e| e.to_string())?;
+        let secret = identity.secret_access_key.resolve().map_err(|e| e.to_string())?;
+        caller_identity(identity.endpoint.as_ref(), identity.region.as_deref(), &key_id, &secret).await
+    }
+}

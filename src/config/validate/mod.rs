@@ -19,6 +19,7 @@ use super::raw::{Named, RawCatalog, RawConfig, S};
 use super::secret::SecretRef;
 use super::syntax::yaml_problem;
 
+mod fate;
 mod repository;
 mod service;
 mod source;
@@ -226,6 +227,7 @@ impl<'a> Validator<'a> {
             Some(a) => self.alerts(a, &source_names),
             None => Some(Default::default()),
         };
+        let fate = self.fate(raw.fate.as_ref(), daemon.timezone);
 
         Some(Config {
             path: self.file.to_path_buf(),
@@ -239,6 +241,7 @@ impl<'a> Validator<'a> {
             sources,
             daemon,
             alerts: alerts?,
+            fate: fate?,
             // Filled in by `Validated`, once every check is recorded.
             checks: Vec::new(),
         })

@@ -234,7 +234,7 @@ impl Validator<'_> {
         }
     }
 
-    fn endpoint(&mut self, s: &S<String>) -> Option<Url> {
+    pub(super) fn endpoint(&mut self, s: &S<String>) -> Option<Url> {
         let at = pos(s);
         let fix = "write e.g. `endpoint: http://127.0.0.1:9000` or `endpoint: https://s3.example.net`";
         match Url::parse(s.value.trim()) {

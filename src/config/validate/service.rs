@@ -81,7 +81,7 @@ impl Validator<'_> {
     }
 
     /// `0s` is allowed where zero means "off" (`jitter`, `catch_up`).
-    fn service_duration(&mut self, key: &str, v: &S<String>, zero_ok: bool) -> Option<Duration> {
+    pub(super) fn service_duration(&mut self, key: &str, v: &S<String>, zero_ok: bool) -> Option<Duration> {
         let text = v.value.trim();
         if zero_ok && matches!(text, "0" | "0s" | "0m" | "0h") {
             return Some(Duration::ZERO);

@@ -98,6 +98,9 @@ impl Validator<'_> {
         };
         let pings = s.pings.as_ref().map(|p| self.pings(name, p)).unwrap_or_default();
         let copy_to = self.copy_to(name, s, repo_names);
+        // `Some(None)`: written but invalid (a problem is reported); resolved below.
+        let data_dir = s.data_dir.as_ref().map(|d| self.data_dir(d));
+        let cloud_identity = s.cloud_identity.as_ref().map(|c| self.cloud_identity(name, c));
         if let (Some(prune), None) = (s.schedule.as_ref().and_then(|r| r.value.prune.as_ref()), &s.retention) {
             self.report(
                 pos(prune),
@@ -122,6 +125,8 @@ impl Validator<'_> {
             retention,
             pings,
             copy_to,
+            data_dir: data_dir.map_or(Some(None), |d| d.map(Some))?,
+            cloud_identity: cloud_identity.map_or(Some(None), |c| c.map(Some))?,
         })
     }
 

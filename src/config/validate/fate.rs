@@ -1,0 +1,118 @@
+//! Validation of what the shared-fate analysis reads: `fate:`, and a source's `data_dir:` and
+//! `cloud_identity:`.
+
+use std::path::PathBuf;
+
+use chrono_tz::Tz;
+
+use super::{Validator, pos};
+use crate::config::check::Target;
+use crate::config::fate::{CloudIdentityConfig, FateConfig};
+use crate::config::raw::{RawCloudIdentity, RawFate, S};
+use crate::schedule::Schedule;
+
+impl Validator<'_> {
+    /// `fate:`; `None` only when a value is invalid (a problem is reported).
+    pub(super) fn fate(&mut self, raw: Option<&S<RawFate>>, zone: Tz) -> Option<FateConfig> {
+        let mut fate = FateConfig::default();
+        let Some(raw) = raw else { return Some(fate) };
+        let r = &raw.value;
+        let mut ok = true;
+        if let Some(v) = &r.untested_after {
+            match self.service_duration("fate.untested_after", v, false) {
+                Some(d) => fate.untested_after = d,
+                None => ok = false,
+            }
+        }
+        if let Some(v) = &r.detect_within {
+            match self.service_duration("fate.detect_within", v, false) {
+                Some(d) => fate.detect_within = d,
+                None => ok = false,
+            }
+        }
+        if let Some(v) = &r.schedule {
+            match Schedule::parse(&v.value, zone) {
+                Ok(s) => fate.schedule = Some(s),
+                Err(e) => {
+                    self.report(pos(v), format!("`fate.schedule`: {}", e.message), e.fix);
+                    ok = false;
+                }
+            }
+        }
+        if let Some(p) = &r.probe {
+            fate.probe = p.value;
+        }
+        ok.then_some(fate)
+    }
+
+    /// `sources.NAME.data_dir`: where the source's data directory is, as seen from this host.
+    pub(super) fn data_dir(&mut self, raw: &S<String>) -> Option<PathBuf> {
+        self.path("data_dir", raw)
+    }
+
+    /// `sources.NAME.cloud_identity`: both keys are required (an identity without a secret
+    /// cannot be asked who it is).
+    pub(super) fn cloud_identity(&mut self, source: &str, raw: &S<RawCloudIdentity>) -> Option<CloudIdentityConfig> {
+        let c = &raw.value;
+        let key = format!("sources.{source}.cloud_identity");
+        let access_key_id = self.secret_ref(
+            "access_key_id",
+            &c.access_key_id_env,
+            &c.access_key_id_file,
+            format!("{key}.access_key_id"),
+            Target::Secret,
+        );
+        let secret_access_key = self.secret_ref(
+            "secret_access_key",
+            &c.secret_access_key_env,
+            &c.secret_access_key_file,
+            format!("{key}.secret_access_key"),
+            Target::Secret,
+        );
+        for (written, what, example) in [
+            (
+                c.access_key_id_env.is_some() || c.access_key_id_file.is_some(),
+                "access key id",
+                "access_key_id_env: ORDERS_CLOUD_KEY_ID",
+            ),
+            (
+                c.secret_access_key_env.is_some() || c.secret_access_key_file.is_some(),
+                "secret access key",
+                "secret_access_key_env: ORDERS_CLOUD_SECRET",
+            ),
+        ] {
+            if !written {
+                self.report(
+                    pos(raw),
+                    format!("`{key}` has no {what}"),
+                    format!(
+                        "add `{example}` (or the `_file` form) naming where the credential of the cloud \
+                         account that runs this source's servers and volumes is kept"
+                    ),
+                );
+            }
+        }
+        let endpoint = match &c.endpoint {
+            Some(e) => Some(self.endpoint(e)?),
+            None => None,
+        };
+        let region = match &c.region {
+            Some(g) if g.value.trim().is_empty() => {
+                self.report(
+                    pos(g),
+                    format!("`{key}.region` is empty"),
+                    "write e.g. `region: eu-west-1`, or remove it",
+                );
+                return None;
+            }
+            Some(g) => Some(g.value.trim().to_owned()),
+            None => None,
+        };
+        Some(CloudIdentityConfig {
+            access_key_id: access_key_id?,
+            secret_access_key: secret_access_key?,
+            endpoint,
+            region,
+        })
+    }
+}
