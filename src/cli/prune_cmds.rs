@@ -61,6 +61,8 @@ impl PruneArgs {
             keep_monthly: self.keep_monthly,
             keep_yearly: self.keep_yearly,
             keep_within: self.keep_within,
+            min_age: None,
+            grace: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::OpsError;
 use crate::catalog::Catalog;
-use crate::repo::retention::{self, KeepReason, RetentionPolicy, SnapshotTime};
+use crate::repo::retention::{self, Guards, KeepReason, RetentionPolicy, SnapshotTime};
 use crate::repo::{LockKind, LockOptions, Manifest, Progress, RepoError, RepoLock, Repository, StoredChunk};
 
 /// What to prune. The policy is passed in, so the caller decides where it comes from (flags, config).
@@ -154,7 +154,7 @@ async fn run(
                 time: m.started_at,
             })
             .collect();
-        let plan = retention::plan(&times, req.policy, &req.tz);
+        let plan = retention::plan(&times, req.policy, &req.tz, &Guards::at(jiff::Timestamp::now()));
         let by_id: HashMap<&str, &Manifest> = list.iter().map(|m| (m.id.as_str(), *m)).collect();
         let evidence = if plan.forget.is_empty() {
             HashMap::new()
