@@ -82,6 +82,15 @@ pub enum RepoError {
 pub type Result<T, E = RepoError> = std::result::Result<T, E>;
 
 impl RepoError {
+    /// True when storage refused because the credential may not do this (rather than a fault).
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            RepoError::Storage { source, .. } => super::prune::is_permission_error(source),
+            RepoError::DeleteDenied { .. } => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn storage(object: impl Into<String>, source: object_store::Error) -> Self {
         match source {
             object_store::Error::NotFound { .. } => RepoError::Missing { object: object.into() },

@@ -264,6 +264,16 @@ impl Repository {
         Ok((good, bad))
     }
 
+    /// True when the snapshot's manifest is stored.
+    pub async fn has_manifest(&self, source: &str, id: &str) -> Result<bool> {
+        let object = manifest::object_path(source, id);
+        match self.store.head(&StorePath::from(object.as_str())).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(RepoError::storage(object, e)),
+        }
+    }
+
     /// Finds a snapshot by full id or unique prefix, reading the repository.
     pub async fn find_manifest(&self, id_or_prefix: &str) -> Result<Manifest> {
         let matches: Vec<String> = self
