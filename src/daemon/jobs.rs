@@ -225,6 +225,7 @@ async fn prune(shared: &Shared, job: &JobSpec) -> Outcome {
             dry_run: false,
             locks: LockOptions::default(),
             catalog: Some(shared.catalog.as_ref()),
+            initiator: "lifeboat daemon (scheduled prune)",
         },
         &NoProgress,
     )

@@ -7,7 +7,10 @@ mod rebuild;
 mod restore;
 
 pub use backup::{BackupReport, backup};
-pub use prune::{ForgottenSnapshot, HOW_TO_SET_A_POLICY, KeptSnapshot, PruneReport, PruneRequest, SourcePrune, prune};
+pub use prune::{
+    EvidenceOrigin, ForgottenSnapshot, HOW_TO_SET_A_POLICY, KeptSnapshot, LastDrilled, PruneReport, PruneRequest,
+    SourcePrune, TombstonedSnapshot, UndeleteReport, UndeleteRequest, prune, tombstoned, undelete,
+};
 pub use rebuild::{rebuild_catalog, snapshot_record};
 pub use restore::{RestoreReport, RestoreRequest, StagedArchive, lock_snapshot, restore, stage, unlock};
 

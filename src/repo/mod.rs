@@ -41,6 +41,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 pub use chunk::{Addressing, ChunkId};
 pub use error::{RepoError, Result};
 pub use format::{CONFIG_OBJECT, ChunkerParams, FORMAT_VERSION, RepoConfig};
+pub(crate) use lock::hostname;
 pub use lock::{FoundLock, LockInfo, LockKind, LockOptions, RepoLock};
 pub use manifest::object_path as manifest_object_path;
 pub use manifest::{
