@@ -96,39 +96,75 @@ fn lock_object(kind: &str, operation: &str, refreshed_ago_secs: i64) -> String {
     .to_string()
 }
 
-/// Drill evidence citing `snapshot`, stored the way drills store it.
-async fn put_evidence(ws: &Workspace, snapshot: &str, run_id: &str) {
+/// The file repository, opened in-process.
+async fn open_repo(ws: &Workspace) -> Repository {
     let store: Arc<dyn ObjectStore> =
         Arc::new(object_store::local::LocalFileSystem::new_with_prefix(ws.repo_dir()).unwrap());
-    let repo = Repository::open(store, "test", "local", Keys::default()).await.unwrap();
+    Repository::open(store, "test", "local", Keys::default()).await.unwrap()
+}
+
+/// Drill evidence citing `snapshot`, stored the way drills store it.
+async fn put_evidence(ws: &Workspace, snapshot: &str, run_id: &str, verdict: &str, negative_control: bool) {
+    let repo = open_repo(ws).await;
     let now = jiff::Timestamp::now();
     let doc = serde_json::json!({
         "run_id": run_id, "drill": "nightly", "source": "rental", "repository": "local",
-        "started_at": now, "finished_at": now, "verdict": "pass",
+        "started_at": now, "finished_at": now, "verdict": verdict,
         "snapshot": {"id": snapshot, "manifest_sha256": "00", "taken_at": now, "bytes": 1},
-        "phases": [], "checks": [], "lifeboat_version": "test",
+        "phases": [], "checks": [], "negative_control": negative_control, "lifeboat_version": "test",
     });
     repo.put_evidence("rental", run_id, &doc).await.unwrap();
 }
 
 fn catalog_ids(ws: &Workspace) -> BTreeSet<String> {
-    json(&ws.run(&["--json", "snapshots"], &[]))
-        .as_array()
+    ids_of(&json(&ws.run(&["--json", "snapshots"], &[])))
+}
+
+fn ids_of(list: &serde_json::Value) -> BTreeSet<String> {
+    list.as_array()
         .unwrap()
         .iter()
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect()
 }
 
+/// `id: [reasons]` of a report's kept snapshots (first source).
+fn kept(report: &serde_json::Value) -> BTreeMap<String, Vec<String>> {
+    report["sources"][0]["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            let reasons = k["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
+            (k["id"].as_str().unwrap().to_string(), reasons)
+        })
+        .collect()
+}
+
+fn forgotten_ids(report: &serde_json::Value) -> BTreeSet<String> {
+    ids_of(&report["sources"][0]["forgotten"])
+}
+
+fn tombstone_doc(ws: &Workspace, id: &str) -> serde_json::Value {
+    let bytes = std::fs::read(ws.repo_dir().join(format!("tombstones/rental/{id}.json"))).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    doc["tombstone"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn keep_last_one_forgets_older_snapshots_sweeps_their_chunks_and_keeps_the_rest_whole() {
+async fn forgotten_snapshots_are_tombstoned_then_deleted_after_the_grace_period_and_their_chunks_swept() {
     let (source, ws) = setup().await;
     let a = backup(&ws, &[]);
     change_data(&source, 1).await;
     let b = backup(&ws, &[]);
     change_data(&source, 2).await;
     let c = backup(&ws, &[]);
-    put_evidence(&ws, &a, "drill-run-a").await;
+    put_evidence(&ws, &a, "drill-run-a", "fail", false).await;
 
     let (chunks_a, chunks_b, chunks_c) = (
         manifest_chunks(&ws, &a),
@@ -153,48 +189,135 @@ async fn keep_last_one_forgets_older_snapshots_sweeps_their_chunks_and_keeps_the
         .iter()
         .map(|p| std::fs::metadata(ws.repo_dir().join(p)).unwrap().len())
         .sum();
+    let all_chunks = listed(&ws, "chunks/");
     assert_eq!(catalog_ids(&ws), BTreeSet::from([a.clone(), b.clone(), c.clone()]));
 
-    // A dry run shows the plan and what would be freed, and changes nothing at all.
+    // A dry run shows the plan, and changes nothing at all. Tombstoning frees nothing yet.
     let before = ws.repo_listing();
-    let plan = json(&ws.run(&["--json", "prune", "rental", "--keep-last", "1", "--dry-run"], &[]));
+    let prune = ["--json", "-q", "prune", "rental", "--keep-last", "1", "--grace", "1s"];
+    let dry = [&prune[..], &["--dry-run"]].concat();
+    let plan = json(&ws.run(&dry, &[]));
     assert_eq!(ws.repo_listing(), before, "a dry run must not write or delete anything");
     assert_eq!(plan["dry_run"], true);
-    assert_eq!(plan["snapshots_kept"], 1);
-    assert_eq!(plan["snapshots_forgotten"], 2);
-    assert_eq!(plan["chunks_deleted"], garbage.len() as u64);
-    assert_eq!(plan["bytes_freed"], garbage_bytes);
-    assert_eq!(plan["sources"][0]["kept"][0]["id"], c.as_str());
-    assert_eq!(plan["sources"][0]["kept"][0]["reasons"], serde_json::json!(["last"]));
+    assert_eq!(plan["grace_seconds"], 1);
+    assert_eq!(
+        (plan["snapshots_kept"].as_u64(), plan["snapshots_forgotten"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(
+        (plan["snapshots_deleted"].as_u64(), plan["chunks_deleted"].as_u64()),
+        (Some(0), Some(0)),
+        "a tombstoned snapshot's chunks stay until its manifest is deleted"
+    );
+    assert_eq!(kept(&plan), BTreeMap::from([(c.clone(), vec!["last".to_string()])]));
+    assert_eq!(forgotten_ids(&plan), BTreeSet::from([a.clone(), b.clone()]));
     let o = ws.run(&["prune", "rental", "--keep-last", "1", "--dry-run"], &[]);
     let text = all_output(&o);
     assert!(o.status.success(), "{text}");
-    assert!(text.contains("dry run") && text.contains("would be freed"), "{text}");
+    assert!(text.contains("dry run") && text.contains("grace 7d"), "{text}");
     assert!(
-        text.contains(&format!("forget  {a}  (drill evidence kept: drill-run-a)")),
+        text.contains(&format!("tombstone  {a}  (drill evidence kept: drill-run-a)")),
         "{text}"
     );
     assert_eq!(catalog_ids(&ws).len(), 3, "a dry run leaves the catalog alone");
 
+    // The first prune only tombstones: the snapshots are hidden, but every object stays.
+    let report = json(&ws.run(&prune, &[]));
+    assert_eq!(
+        (
+            report["snapshots_forgotten"].as_u64(),
+            report["tombstones_pending"].as_u64()
+        ),
+        (Some(2), Some(2))
+    );
+    assert_eq!(report["chunks_deleted"], 0);
+    assert_eq!(
+        listed(&ws, "tombstones/"),
+        BTreeSet::from([
+            format!("tombstones/rental/{a}.json"),
+            format!("tombstones/rental/{b}.json")
+        ])
+    );
+    assert_eq!(
+        listed(&ws, "snapshots/").len(),
+        3,
+        "manifests stay for the grace period"
+    );
+    assert_eq!(listed(&ws, "chunks/"), all_chunks);
+    let tombstone = tombstone_doc(&ws, &a);
+    assert_eq!(tombstone["snapshot"], a.as_str());
+    assert!(
+        tombstone["reason"].as_str().unwrap().contains("keep_last 1"),
+        "{tombstone}"
+    );
+    assert!(
+        tombstone["by"].as_str().unwrap().starts_with("lifeboat prune by "),
+        "{tombstone}"
+    );
+    // Hidden from the catalog, from the repository's listing, and a rebuild does not bring them back.
+    assert_eq!(catalog_ids(&ws), BTreeSet::from([c.clone()]));
+    let from_repo = json(&ws.run(&["--json", "snapshots", "--from-repository"], &[]));
+    assert_eq!(ids_of(&from_repo), BTreeSet::from([c.clone()]));
+    let o = ws.run(&["catalog", "rebuild"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    assert_eq!(
+        catalog_ids(&ws),
+        BTreeSet::from([c.clone()]),
+        "rebuild must not resurrect them"
+    );
+    // Listed as tombstoned, with when each becomes deletable.
+    let list = json(&ws.run(&["--json", "prune", "rental", "--tombstoned", "--grace", "1s"], &[]));
+    assert_eq!(ids_of(&list), BTreeSet::from([a.clone(), b.clone()]));
+    assert!(list[0]["deletable_at"].is_string(), "{list}");
+
+    // Within the grace period a prune deletes nothing.
+    let again = json(&ws.run(&["--json", "-q", "prune", "rental", "--keep-last", "1"], &[]));
+    assert_eq!(
+        (
+            again["snapshots_forgotten"].as_u64(),
+            again["snapshots_deleted"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(again["tombstones_pending"], 2);
+    assert_eq!(listed(&ws, "snapshots/").len(), 3);
+
+    // After it, a dry run says exactly what goes: both manifests (with their tombstones' age) and the
+    // chunks only they used.
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let before = ws.repo_listing();
+    let plan = json(&ws.run(&dry, &[]));
+    assert_eq!(ws.repo_listing(), before);
+    assert_eq!(plan["snapshots_deleted"], 2);
+    assert_eq!(plan["chunks_deleted"], garbage.len() as u64);
+    assert_eq!(plan["bytes_freed"], garbage_bytes);
+    for t in plan["sources"][0]["tombstoned"].as_array().unwrap() {
+        assert_eq!(t["deleted"], true, "{t}");
+        assert!(t["tombstone_age_seconds"].as_u64().unwrap() >= 1, "{t}");
+    }
+    let o = ws.run(
+        &["prune", "rental", "--keep-last", "1", "--grace", "1s", "--dry-run"],
+        &[],
+    );
+    let text = all_output(&o);
+    assert!(text.contains(&format!("delete     {a}  tombstoned ")), "{text}");
+    assert!(text.contains("would be freed"), "{text}");
+
     // The real thing.
-    let report = json(&ws.run(&["--json", "-q", "prune", "rental", "--keep-last", "1"], &[]));
+    let report = json(&ws.run(&prune, &[]));
     assert_eq!(report["dry_run"], false);
-    assert_eq!(report["snapshots_forgotten"], 2);
+    assert_eq!(report["snapshots_deleted"], 2);
+    assert_eq!(report["tombstones_pending"], 0);
     assert_eq!(report["chunks_deleted"], garbage.len() as u64);
     assert_eq!(report["bytes_freed"], garbage_bytes);
-    let forgotten: BTreeMap<String, serde_json::Value> = report["sources"][0]["forgotten"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["id"].as_str().unwrap().to_string(), f["drill_evidence"].clone()))
-        .collect();
-    assert_eq!(forgotten[&a], serde_json::json!(["drill-run-a"]));
-    assert_eq!(forgotten[&b], serde_json::json!([]));
-
     assert_eq!(
         listed(&ws, "snapshots/"),
         BTreeSet::from([format!("snapshots/rental/{c}.json")]),
         "only the kept manifest remains"
+    );
+    assert!(
+        listed(&ws, "tombstones/").is_empty(),
+        "tombstones go after their manifests"
     );
     assert_eq!(
         listed(&ws, "chunks/"),
@@ -207,11 +330,7 @@ async fn keep_last_one_forgets_older_snapshots_sweeps_their_chunks_and_keeps_the
         "drill evidence is history and stays"
     );
     assert!(listed(&ws, "locks/").is_empty(), "prune removes its lock");
-    assert_eq!(
-        catalog_ids(&ws),
-        BTreeSet::from([c.clone()]),
-        "the catalog follows the repository"
-    );
+    assert_eq!(catalog_ids(&ws), BTreeSet::from([c.clone()]));
 
     let o = ws.run(&["verify", "--all", "--read-data"], &[]);
     assert!(
@@ -227,11 +346,331 @@ async fn keep_last_one_forgets_older_snapshots_sweeps_their_chunks_and_keeps_the
     assert_eq!(want, engine(&target, "restored").content_checksums().await.unwrap());
 
     // Pruning again finds nothing to do.
-    let again = json(&ws.run(&["--json", "-q", "prune", "--keep-last", "1"], &[]));
+    let again = json(&ws.run(&["--json", "-q", "prune", "--keep-last", "1", "--grace", "0s"], &[]));
     assert_eq!(
         (again["snapshots_forgotten"].as_u64(), again["chunks_deleted"].as_u64()),
         (Some(0), Some(0))
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn undelete_within_the_grace_period_brings_a_snapshot_back_and_min_age_protects() {
+    let (source, ws) = setup().await;
+    let a = backup(&ws, &[]);
+    change_data(&source, 1).await;
+    let b = backup(&ws, &[]);
+
+    // min_age from the config keeps both fresh snapshots, whatever keep_last says; --min-age overrides.
+    ws.write_simple_config(
+        &source.dsn("rental"),
+        "    retention: { keep_last: 1, min_age: 1h, grace: 0s }\n",
+    );
+    let plan = json(&ws.run(&["--json", "prune", "rental", "--dry-run"], &[]));
+    assert_eq!(plan["policy"], "keep_last 1, min_age 1h");
+    assert_eq!(plan["grace_seconds"], 0);
+    assert_eq!(
+        kept(&plan),
+        BTreeMap::from([
+            (b.clone(), vec!["last".to_string(), "min-age".to_string()]),
+            (a.clone(), vec!["min-age".to_string()]),
+        ])
+    );
+    let plan = json(&ws.run(&["--json", "prune", "rental", "--dry-run", "--min-age", "0s"], &[]));
+    assert_eq!(forgotten_ids(&plan), BTreeSet::from([a.clone()]));
+    // --keep-* flags replace the rules, not the protection.
+    let plan = json(&ws.run(&["--json", "prune", "rental", "--dry-run", "--keep-last", "1"], &[]));
+    assert!(forgotten_ids(&plan).is_empty(), "{plan}");
+
+    let report = json(&ws.run(&["--json", "-q", "prune", "rental", "--min-age", "0s"], &[]));
+    assert_eq!(report["snapshots_forgotten"], 1);
+    assert_eq!(catalog_ids(&ws), BTreeSet::from([b.clone()]));
+
+    // Undo, by a unique prefix: the snapshot is live again, in the catalog and in listings.
+    let o = ws.run(&["prune", "rental", "--undelete", &a[..a.len() - 4]], &[]);
+    let text = all_output(&o);
+    assert!(o.status.success(), "{text}");
+    assert!(text.contains(&format!("snapshot {a} of source rental")), "{text}");
+    assert!(text.contains("live and restorable again"), "{text}");
+    assert!(listed(&ws, "tombstones/").is_empty());
+    assert!(listed(&ws, "locks/").is_empty(), "undelete removes its lock");
+    assert_eq!(catalog_ids(&ws), BTreeSet::from([a.clone(), b.clone()]));
+    let from_repo = json(&ws.run(&["--json", "snapshots", "--from-repository"], &[]));
+    assert_eq!(ids_of(&from_repo), BTreeSet::from([a.clone(), b.clone()]));
+
+    // Undoing what is not tombstoned, or never existed, says so.
+    let o = ws.run(&["prune", "rental", "--undelete", &a], &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o));
+    assert!(
+        all_output(&o).contains("is not tombstoned: it is live"),
+        "{}",
+        all_output(&o)
+    );
+    let o = ws.run(&["prune", "rental", "--undelete", "20990101"], &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o));
+    assert!(all_output(&o).contains("no tombstoned snapshot"), "{}", all_output(&o));
+
+    // grace 0s: tombstoned by one prune, deleted by the next; then it is too late.
+    json(&ws.run(&["--json", "-q", "prune", "rental", "--min-age", "0s"], &[]));
+    let report = json(&ws.run(&["--json", "-q", "prune", "rental", "--min-age", "0s"], &[]));
+    assert_eq!(report["snapshots_deleted"], 1);
+    assert_eq!(
+        listed(&ws, "snapshots/"),
+        BTreeSet::from([format!("snapshots/rental/{b}.json")])
+    );
+    let o = ws.run(&["prune", "rental", "--undelete", &a], &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o));
+    assert!(all_output(&o).contains("cannot be brought back"), "{}", all_output(&o));
+
+    // A config with a malformed min_age is located and explained.
+    ws.write_simple_config(
+        &source.dsn("rental"),
+        "    retention: { keep_last: 1, min_age: two days }\n",
+    );
+    let o = ws.run(&["check-config"], &[]);
+    let text = all_output(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("`sources.rental.retention.min_age: two days` is not a duration"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_newest_snapshot_that_passed_a_drill_survives_keep_last_one() {
+    let (source, ws) = setup().await;
+    let a = backup(&ws, &[]);
+    change_data(&source, 1).await;
+    let b = backup(&ws, &[]);
+    change_data(&source, 2).await;
+    let c = backup(&ws, &[]);
+    change_data(&source, 3).await;
+    let d = backup(&ws, &[]);
+    // a passed; b failed; c "passed" a negative control, which proves nothing about restoring it.
+    put_evidence(&ws, &a, "run-a", "pass", false).await;
+    put_evidence(&ws, &b, "run-b", "fail", false).await;
+    put_evidence(&ws, &c, "run-c", "pass", true).await;
+
+    let plan = json(&ws.run(&["--json", "prune", "rental", "--keep-last", "1", "--dry-run"], &[]));
+    assert_eq!(
+        kept(&plan),
+        BTreeMap::from([
+            (d.clone(), vec!["last".to_string()]),
+            (a.clone(), vec!["last-drilled".to_string()]),
+        ])
+    );
+    assert_eq!(plan["sources"][0]["last_drilled"]["id"], a.as_str());
+    assert_eq!(plan["sources"][0]["last_drilled"]["evidence"], "repository");
+    let text = all_output(&ws.run(&["prune", "rental", "--keep-last", "1", "--dry-run"], &[]));
+    assert!(text.contains(&format!("keep       {a}  last-drilled")), "{text}");
+
+    // A passing run the catalog knows of but whose evidence the repository lacks counts too.
+    let catalog = lifeboat::catalog::open(&lifeboat::catalog::CatalogTarget::Sqlite(
+        ws.path().join("state/catalog.db"),
+    ))
+    .await
+    .unwrap();
+    let now = jiff::Timestamp::now();
+    let record = |id: &str, snapshot: &str, repository: &str| lifeboat::catalog::DrillRunRecord {
+        id: id.into(),
+        drill: "nightly".into(),
+        source: "rental".into(),
+        repository: repository.into(),
+        snapshot_id: Some(snapshot.into()),
+        started_at: now,
+        finished_at: now,
+        verdict: lifeboat::catalog::DrillVerdict::Pass,
+        rto_seconds: None,
+        rpo_seconds: None,
+        sla_rto_seconds: None,
+        sla_rpo_seconds: None,
+        detail: None,
+        evidence: serde_json::json!({}),
+    };
+    // Of another repository with the same source name: no bearing on this one.
+    catalog
+        .record_drill_run(&record("run-elsewhere", &c, "offsite"))
+        .await
+        .unwrap();
+    // The catalog's copy of run-b says pass, but the repository's evidence (fail) wins.
+    catalog.record_drill_run(&record("run-b", &b, "local")).await.unwrap();
+    let plan = json(&ws.run(&["--json", "prune", "rental", "--keep-last", "1", "--dry-run"], &[]));
+    assert_eq!(plan["sources"][0]["last_drilled"]["id"], a.as_str(), "{plan}");
+    catalog
+        .record_drill_run(&record("run-c-catalog", &c, "local"))
+        .await
+        .unwrap();
+    catalog.close().await;
+    let plan = json(&ws.run(&["--json", "prune", "rental", "--keep-last", "1", "--dry-run"], &[]));
+    assert_eq!(plan["sources"][0]["last_drilled"]["id"], c.as_str(), "{plan}");
+    assert_eq!(plan["sources"][0]["last_drilled"]["evidence"], "catalog");
+
+    // Prune acts on it: the snapshot the catalog saw pass stays, the older drilled one goes.
+    let report = json(&ws.run(
+        &["--json", "-q", "prune", "rental", "--keep-last", "1", "--grace", "0s"],
+        &[],
+    ));
+    assert_eq!(forgotten_ids(&report), BTreeSet::from([a.clone(), b.clone()]));
+    json(&ws.run(
+        &["--json", "-q", "prune", "rental", "--keep-last", "1", "--grace", "0s"],
+        &[],
+    ));
+    assert_eq!(
+        listed(&ws, "snapshots/"),
+        BTreeSet::from([
+            format!("snapshots/rental/{c}.json"),
+            format!("snapshots/rental/{d}.json")
+        ])
+    );
+    assert_eq!(listed(&ws, "evidence/").len(), 3, "drill evidence is history and stays");
+}
+
+/// Progress that stops the first time data moves, until the test lets it go: a read frozen midway.
+struct Gate {
+    reached: std::sync::Mutex<std::sync::mpsc::Sender<()>>,
+    go: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    first: std::sync::atomic::AtomicBool,
+}
+
+impl lifeboat::repo::Progress for Gate {
+    fn advance(&self, _: u64) {
+        if !self.first.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.reached.lock().unwrap().send(()).unwrap();
+            self.go.lock().unwrap().recv().unwrap();
+        }
+    }
+}
+
+/// Runs `read` on a thread of its own with a [`Gate`] as progress; returns once the read is frozen
+/// midway, with the sender that lets it finish and the thread to join.
+fn frozen_read<F, Fut>(read: F) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<Result<(), String>>)
+where
+    F: FnOnce(Arc<Gate>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel();
+    let gate = Arc::new(Gate {
+        reached: std::sync::Mutex::new(reached_tx),
+        go: std::sync::Mutex::new(go_rx),
+        first: std::sync::atomic::AtomicBool::new(false),
+    });
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(read(gate))
+    });
+    match reached_rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(()) => (go_tx, thread),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the read ended before moving data: {:?}", thread.join())
+        }
+        Err(e) => panic!("the read did not start: {e}"),
+    }
+}
+
+/// A restore (streaming, into a real database) and a drill's fetch hold a lock naming the snapshot
+/// while they read it: prune refuses, naming them; a dry run shows the snapshot as in use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_restore_or_drill_fetch_stops_prune_and_is_named() {
+    let (source, ws) = setup().await;
+    let a = backup(&ws, &[]);
+    let content_a = engine(&source, "rental").content_checksums().await.unwrap();
+    change_data(&source, 1).await;
+    let b = backup(&ws, &[]);
+    let target = cluster().await;
+    target.create_database("restored").await.unwrap();
+    let target_dsn = target.dsn("restored");
+    let bin_dir = target.bin_dir().to_path_buf();
+
+    let repo = open_repo(&ws).await;
+    let manifest = repo.find_manifest(&a).await.unwrap();
+    let (go, restoring) = {
+        let (repo, manifest) = (repo.clone(), manifest.clone());
+        frozen_read(move |gate| async move {
+            let target = Postgres::new(Endpoint {
+                dsn: url::Url::parse(&target_dsn).unwrap(),
+                password: None,
+                bin_dir: Some(bin_dir),
+            });
+            lifeboat::ops::restore(
+                lifeboat::ops::RestoreRequest {
+                    manifest: &manifest,
+                    repo: &repo,
+                    target: &target,
+                    options: lifeboat::engine::RestoreOptions {
+                        jobs: 1,
+                        no_owner: false,
+                    },
+                    work_dir: None,
+                    staged: None,
+                },
+                gate.as_ref(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+        })
+    };
+    assert_eq!(listed(&ws, "locks/").len(), 1, "the restore holds a lock");
+    let before = ws.repo_listing();
+    let o = ws.run(&["prune", "rental", "--keep-last", "1"], &[]);
+    let text = all_output(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    for needle in [
+        format!("shared lock of `restore reading snapshot {a} of source rental`"),
+        format!("pid {}", std::process::id()),
+        "fix: wait until it finishes".to_string(),
+    ] {
+        assert!(text.contains(&needle), "the refusal must mention {needle}: {text}");
+    }
+    assert_eq!(ws.repo_listing(), before, "a refused prune changes nothing");
+    let plan = json(&ws.run(&["--json", "prune", "rental", "--keep-last", "1", "--dry-run"], &[]));
+    assert_eq!(kept(&plan)[&a], vec!["in-use".to_string()]);
+    assert!(
+        plan["blocked_by"][0]
+            .as_str()
+            .unwrap()
+            .contains("restore reading snapshot"),
+        "{plan}"
+    );
+    go.send(()).unwrap();
+    restoring.join().unwrap().expect("the restore completes");
+    assert!(listed(&ws, "locks/").is_empty(), "the restore removes its lock");
+    assert_eq!(
+        content_a,
+        engine(&target, "restored").content_checksums().await.unwrap(),
+        "the restore that held the lock completes, whole"
+    );
+
+    // A drill's fetch (the staged path) likewise, named after the drill.
+    let manifest = repo.find_manifest(&b).await.unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_path_buf();
+    let (go, fetching) = {
+        let repo = repo.clone();
+        frozen_read(move |gate| async move {
+            lifeboat::ops::stage(&repo, &manifest, &dir, "drill nightly", gate.as_ref())
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    };
+    let o = ws.run(&["prune", "rental", "--keep-last", "1"], &[]);
+    let text = all_output(&o);
+    assert_eq!(o.status.code(), Some(3), "{text}");
+    assert!(
+        text.contains(&format!("`drill nightly reading snapshot {b} of source rental`")),
+        "{text}"
+    );
+    go.send(()).unwrap();
+    fetching.join().unwrap().expect("the fetch completes");
+    assert!(listed(&ws, "locks/").is_empty());
+
+    // With nothing reading, prune goes ahead.
+    let report = json(&ws.run(&["--json", "-q", "prune", "rental", "--keep-last", "1"], &[]));
+    assert_eq!(report["snapshots_forgotten"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,10 +706,10 @@ async fn locks_keep_prune_and_backups_apart() {
     assert_eq!(report["stale_locks_removed"], serde_json::json!(["locks/other.json"]));
     assert!(listed(&ws, "locks/").is_empty());
     assert_eq!(
-        listed(&ws, "snapshots/"),
-        BTreeSet::from([format!("snapshots/rental/{second}.json")])
+        listed(&ws, "tombstones/"),
+        BTreeSet::from([format!("tombstones/rental/{first}.json")])
     );
-    assert!(!catalog_ids(&ws).contains(&first));
+    assert_eq!(catalog_ids(&ws), BTreeSet::from([second.clone()]));
 
     // A prune running elsewhere: a backup refuses before it writes anything but its own lock, which
     // it removes again.
@@ -291,8 +730,8 @@ async fn locks_keep_prune_and_backups_apart() {
 
     // Once that prune's lock is stale, backups go ahead.
     std::fs::write(locks.join("prune.json"), lock_object("exclusive", "prune", 3600)).unwrap();
-    backup(&ws, &[]);
-    assert_eq!(listed(&ws, "snapshots/").len(), 2);
+    let third = backup(&ws, &[]);
+    assert!(listed(&ws, "snapshots/").contains(&format!("snapshots/rental/{third}.json")));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -377,19 +816,32 @@ async fn prune_on_an_s3_repository() {
         .map(|c| format!("chunks/{}/{}", &c.id[..2], c.id))
         .collect();
 
-    let before = objects().await;
-    let plan = json(&ws.run(&["--json", "prune", "--keep-last", "1", "--dry-run"], &env));
-    assert_eq!(objects().await, before, "a dry run changes nothing");
-    let report = json(&ws.run(&["--json", "-q", "prune", "--keep-last", "1"], &env));
+    // The first prune tombstones; with no grace the next deletes and sweeps what its dry run said.
+    let report = json(&ws.run(&["--json", "-q", "prune", "--keep-last", "1", "--grace", "0s"], &env));
     assert_eq!(report["snapshots_forgotten"], 2);
+    assert_eq!(report["chunks_deleted"], 0);
+    let before = objects().await;
+    assert_eq!(before.iter().filter(|p| p.starts_with("tombstones/")).count(), 2);
+    let plan = json(&ws.run(
+        &["--json", "prune", "--keep-last", "1", "--grace", "0s", "--dry-run"],
+        &env,
+    ));
+    assert_eq!(objects().await, before, "a dry run changes nothing");
+    let report = json(&ws.run(&["--json", "-q", "prune", "--keep-last", "1", "--grace", "0s"], &env));
+    assert_eq!(report["snapshots_deleted"], 2);
     assert_eq!(report["chunks_deleted"], plan["chunks_deleted"]);
+    assert_eq!(report["bytes_freed"], plan["bytes_freed"]);
     assert!(report["chunks_deleted"].as_u64().unwrap() > 0);
     let after = objects().await;
     let chunks: BTreeSet<String> = after.iter().filter(|p| p.starts_with("chunks/")).cloned().collect();
     assert_eq!(chunks, kept_chunks);
     let snapshots: Vec<&String> = after.iter().filter(|p| p.starts_with("snapshots/")).collect();
     assert_eq!(snapshots, vec![&format!("snapshots/rental/{}.json", ids[2])]);
-    assert!(!after.iter().any(|p| p.starts_with("locks/")));
+    assert!(
+        !after
+            .iter()
+            .any(|p| p.starts_with("locks/") || p.starts_with("tombstones/"))
+    );
     let o = ws.run(&["verify", "--all", "--read-data"], &env);
     assert!(o.status.success(), "{}", all_output(&o));
     assert!(!all_output(&o).contains("testing-secret-value"));
@@ -581,8 +1033,27 @@ async fn a_credential_that_cannot_delete_is_named_and_nothing_is_lost() {
     let data = |all: &BTreeSet<String>| -> BTreeSet<String> {
         all.iter().filter(|p| !p.starts_with("locks/")).cloned().collect()
     };
+    // Tombstoning is a create-only write, which the everyday credential may do.
     let before = data(&objects().await);
-    let o = ws.run(&["prune", "rental", "--keep-last", "1"], &writer);
+    let report = json(&ws.run(
+        &["--json", "-q", "prune", "rental", "--keep-last", "1", "--grace", "0s"],
+        &writer,
+    ));
+    assert_eq!(
+        (
+            report["snapshots_forgotten"].as_u64(),
+            report["chunks_deleted"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    let tombstone = format!("tombstones/rental/{first}.json");
+    let mut expected = before.clone();
+    expected.insert(tombstone.clone());
+    assert_eq!(data(&objects().await), expected, "only the tombstone is new");
+
+    // Deleting is not: the next prune fails naming the object and the credential, and deletes nothing.
+    let before = data(&objects().await);
+    let o = ws.run(&["prune", "rental", "--keep-last", "1", "--grace", "0s"], &writer);
     let text = all_output(&o);
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(
@@ -590,17 +1061,42 @@ async fn a_credential_that_cannot_delete_is_named_and_nothing_is_lost() {
         "must name the object: {text}"
     );
     assert!(
-        text.contains("deleting credential"),
+        text.contains("pruning needs the repository's deleting credential"),
         "must say which credential prune needs: {text}"
     );
     assert!(!text.contains(&writer_secret));
     assert_eq!(data(&objects().await), before, "nothing may be deleted");
 
-    let report = json(&ws.run(&["--json", "-q", "prune", "rental", "--keep-last", "1"], &pruner));
-    assert_eq!(report["snapshots_forgotten"], 1);
+    // Nor may it undelete: removing a tombstone is a delete too, and the refusal says so.
+    let o = ws.run(&["prune", "rental", "--undelete", &first], &writer);
+    let text = all_output(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains(&tombstone), "must name the tombstone: {text}");
+    assert!(
+        text.contains("undeleting a snapshot (removing its tombstone) needs the repository's deleting credential"),
+        "{text}"
+    );
+    assert_eq!(data(&objects().await), before);
+
+    let locks_left = objects().await.iter().filter(|p| p.starts_with("locks/")).count();
+    let report = json(&ws.run(
+        &["--json", "-q", "prune", "rental", "--keep-last", "1", "--grace", "0s"],
+        &pruner,
+    ));
+    assert_eq!(report["snapshots_deleted"], 1);
     assert!(report["chunks_deleted"].as_u64().unwrap() > 0);
-    assert_eq!(report["stale_locks_removed"].as_array().unwrap().len(), 3, "{report}");
-    assert!(!objects().await.iter().any(|p| p.starts_with("locks/")));
+    assert_eq!(
+        report["stale_locks_removed"].as_array().unwrap().len(),
+        locks_left,
+        "every lock the writer could only mark released is removed: {report}"
+    );
+    let after = objects().await;
+    assert!(
+        !after
+            .iter()
+            .any(|p| p.starts_with("locks/") || p.starts_with("tombstones/"))
+    );
+    assert!(!after.contains(&format!("snapshots/rental/{first}.json")));
     let o = ws.run(&["verify", "--all", "--read-data"], &writer);
     assert!(o.status.success(), "{}", all_output(&o));
 }

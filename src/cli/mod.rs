@@ -141,14 +141,17 @@ With --jobs > 1 the archive is fetched and verified into --work-dir first, then 
         #[arg(long)]
         repository: Option<String>,
     },
-    /// Apply a retention policy: delete the snapshots it forgets, then the chunks no snapshot needs.
+    /// Apply a retention policy: tombstone what it forgets, delete what was tombstoned longer than the
+    /// grace period, then free the chunks no snapshot needs.
     #[command(
         after_help = "Examples:\n  lifeboat prune rental --keep-last 7 --keep-daily 14 --keep-weekly 8 --keep-monthly 12 --dry-run\n  lifeboat prune --repository offsite --keep-daily 30\n\n\
 Rules follow restic: --keep-daily 14 keeps the newest snapshot of each of the 14 most recent days that have one \
-(in --timezone); a snapshot kept by several rules lists them all; the newest snapshot is always kept. Manifests \
-are deleted first, chunks after, and only chunks that no remaining snapshot of any source references. Prune \
-holds the repository alone: it refuses while a backup runs, and backups refuse while it runs. Deleting needs \
-the repository's deleting credential. Drill evidence is kept."
+(in --timezone); a snapshot kept by several rules lists them all; the newest snapshot, snapshots younger than \
+--min-age and the newest one a drill passed are always kept. Forgotten snapshots are tombstoned first \
+(`--undelete ID` takes one back) and deleted by a prune after --grace (default 7d); chunks go last, and only \
+those no remaining snapshot of any source references. Prune holds the repository alone: it refuses while a \
+backup, restore or drill reads it, and they refuse while it runs. Deleting needs the repository's deleting \
+credential. Drill evidence is kept."
     )]
     Prune(prune_cmds::PruneArgs),
     /// Copy snapshots (chunks, manifests, drill evidence) into a second repository, byte for byte.

@@ -117,6 +117,10 @@ pub(crate) struct RawRetention {
     pub keep_yearly: Option<S<u32>>,
     #[serde(default)]
     pub keep_within: Option<S<String>>,
+    #[serde(default)]
+    pub min_age: Option<S<String>>,
+    #[serde(default)]
+    pub grace: Option<S<String>>,
 }
 
 /// A URL that may carry a secret (a webhook, a healthchecks ping URL): from env or file only.

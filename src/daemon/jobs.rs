@@ -226,6 +226,7 @@ async fn prune(shared: &Shared, job: &JobSpec) -> Outcome {
             dry_run: false,
             locks: LockOptions::default(),
             catalog: Some(shared.catalog.as_ref()),
+            initiator: "lifeboat daemon (scheduled prune)",
         },
         &NoProgress,
     )
@@ -233,8 +234,8 @@ async fn prune(shared: &Shared, job: &JobSpec) -> Outcome {
     let (outcome, status) = match result {
         Ok(r) => (
             Outcome::ok(format!(
-                "forgot {} snapshot(s), deleted {} chunk(s), freed {} bytes",
-                r.snapshots_forgotten, r.chunks_deleted, r.bytes_freed
+                "tombstoned {} snapshot(s), deleted {} past their grace period, freed {} chunk(s) ({} bytes)",
+                r.snapshots_forgotten, r.snapshots_deleted, r.chunks_deleted, r.bytes_freed
             )),
             RunStatus::Ok,
         ),

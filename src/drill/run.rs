@@ -174,13 +174,16 @@ async fn run_phases(
     // to a restored database their times would otherwise add up. The two phases overlap, so their
     // seconds add up to more than the wall time they took.
     let stage_dir = inputs.scratch_parent.clone().unwrap_or_else(std::env::temp_dir);
+    let purpose = format!("drill {}", spec.name);
     let provision_clock = Instant::now();
     let (provisioned, staged) = tokio::join!(
         async {
             let p = provision(inputs, &manifest, &result.run_id).await;
             (p, provision_clock.elapsed().as_secs_f64())
         },
-        ops::stage(inputs.repo, &manifest, &stage_dir, progress),
+        // Holds a shared repository lock naming this drill and the snapshot while it reads, so a prune
+        // cannot delete the snapshot under it.
+        ops::stage(inputs.repo, &manifest, &stage_dir, &purpose, progress),
     );
     let (provisioned, provision_seconds) = provisioned;
     let lap = |name: &str, seconds: f64, ok: bool, detail: Option<String>| Phase {

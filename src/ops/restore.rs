@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use super::OpsError;
 use crate::engine::{Engine, RestoreInput, RestoreOptions};
-use crate::repo::{Manifest, Progress, Repository};
+use crate::repo::{LockOptions, Manifest, Progress, RepoError, RepoLock, Repository};
 
 pub struct RestoreRequest<'a> {
     pub manifest: &'a Manifest,
@@ -17,6 +17,61 @@ pub struct RestoreRequest<'a> {
     pub staged: Option<StagedArchive>,
 }
 
+/// Takes a shared repository lock naming the snapshot, for as long as it is read: prune refuses to
+/// run while one is held, and its refusal names `purpose` and the snapshot. Then checks that the
+/// snapshot is still stored (a prune may have deleted it between the caller finding it and this
+/// lock). A credential that may not write (read-only, as for restoring from an off-site copy) cannot
+/// lock: the read goes ahead without one, with a warning, because a restore must not depend on it.
+pub async fn lock_snapshot(
+    repo: &Repository,
+    manifest: &Manifest,
+    purpose: &str,
+) -> Result<Option<RepoLock>, OpsError> {
+    let operation = format!(
+        "{purpose} reading snapshot {} of source {}",
+        manifest.id, manifest.source
+    );
+    let lock = match repo
+        .lock_snapshot(&operation, &manifest.id, &LockOptions::default())
+        .await
+    {
+        Ok(lock) => lock,
+        Err(e) if e.is_permission_denied() => {
+            tracing::warn!(
+                "{operation}: cannot take a repository lock ({e}); reading without one, so a prune run at the same time could delete this snapshot"
+            );
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match repo.has_manifest(&manifest.source, &manifest.id).await {
+        Ok(true) => Ok(Some(lock)),
+        Ok(false) => {
+            unlock(Some(lock)).await;
+            Err(RepoError::Missing {
+                object: format!(
+                    "snapshots/{}/{}.json (pruned after it was chosen)",
+                    manifest.source, manifest.id
+                ),
+            }
+            .into())
+        }
+        Err(e) => {
+            unlock(Some(lock)).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// Releases a lock from [`lock_snapshot`]; a failure only leaves a lock that turns stale.
+pub async fn unlock(lock: Option<RepoLock>) {
+    if let Some(lock) = lock
+        && let Err(e) = lock.release().await
+    {
+        tracing::warn!("could not remove repository lock: {e}; it is ignored once stale");
+    }
+}
+
 /// A snapshot's archive, fetched and proven into a local file that is removed when this is dropped.
 pub struct StagedArchive {
     file: tempfile::NamedTempFile,
@@ -25,11 +80,13 @@ pub struct StagedArchive {
 }
 
 /// Fetches the snapshot's whole archive into a new file in `dir`, proving every chunk on the way
-/// (see [`Repository::read_stream_to_file`]). Touches no database.
+/// (see [`Repository::read_stream_to_file`]). Touches no database. Holds a shared lock naming
+/// `purpose` ("restore", "drill nightly") and the snapshot while it reads (see [`lock_snapshot`]).
 pub async fn stage(
     repo: &Repository,
     manifest: &Manifest,
     dir: &std::path::Path,
+    purpose: &str,
     progress: &dyn Progress,
 ) -> Result<StagedArchive, OpsError> {
     let clock = Instant::now();
@@ -42,7 +99,10 @@ pub async fn stage(
         .tempfile_in(dir)
         .map_err(|e| io(dir, e))?;
     let handle = file.reopen().map_err(|e| io(file.path(), e))?;
-    repo.read_stream_to_file(manifest, handle, progress).await?;
+    let lock = lock_snapshot(repo, manifest, purpose).await?;
+    let read = repo.read_stream_to_file(manifest, handle, progress).await;
+    unlock(lock).await;
+    read?;
     Ok(StagedArchive {
         file,
         seconds: clock.elapsed().as_secs_f64(),
@@ -69,6 +129,8 @@ pub struct RestoreReport {
 /// With `jobs > 1` the whole stream is fetched and proven (every chunk and the stream's SHA-256) into a
 /// local file *before* the target is touched, then restored in parallel. With `jobs == 1` it streams
 /// into a single transaction, so a damaged chunk found midway rolls back to an empty database.
+/// Either way a shared repository lock names the snapshot while it is read from the repository (see
+/// [`lock_snapshot`]); an archive staged beforehand is read from local disk and needs none.
 pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result<RestoreReport, OpsError> {
     let clock = Instant::now();
     let m = req.manifest;
@@ -103,7 +165,7 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
             Some(s) => s,
             None => {
                 let dir = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-                stage(req.repo, m, &dir, progress).await?
+                stage(req.repo, m, &dir, "restore", progress).await?
             }
         };
         let restore_clock = Instant::now();
@@ -122,12 +184,22 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
         (staged.seconds, restore_clock)
     } else {
         let fetch_clock = Instant::now();
-        let mut running = req
+        // Locked before the target is touched: a refusal (a prune is running) leaves it as it was.
+        let lock = lock_snapshot(req.repo, m, "restore").await?;
+        let mut running = match req
             .target
             .start_restore(&m.stream.format, RestoreInput::Stdin, &req.options)
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                unlock(lock).await;
+                return Err(e.into());
+            }
+        };
         let mut stdin = running.stdin.take().expect("stdin restore has a pipe");
         let fed = req.repo.read_stream(m, &mut stdin, progress).await;
+        unlock(lock).await;
         drop(stdin);
         if let Err(e) = fed {
             // Killing pg_restore before it commits rolls its single transaction back.

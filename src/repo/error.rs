@@ -64,9 +64,14 @@ pub enum RepoError {
     )]
     LockLost { object: String, detail: String },
     #[error(
-        "deleting {object} was refused by storage: {detail}; fix: pruning needs the repository's deleting credential (the everyday credential is meant not to delete): run prune with it"
+        "deleting {object} was refused by storage: {detail}; fix: {action} needs the repository's deleting credential (the everyday credential is meant not to delete): run it with that credential"
     )]
-    DeleteDenied { object: String, detail: String },
+    DeleteDenied {
+        object: String,
+        detail: String,
+        /// What needed the delete, e.g. "pruning" or "undeleting a snapshot (removing its tombstone)".
+        action: String,
+    },
     #[error(
         "the sweep stopped after deleting {deleted} of {total} unreferenced chunks: {cause}; every snapshot is still whole (the chunks left are ones no snapshot uses); fix: correct the cause and run prune again to finish"
     )]
@@ -82,6 +87,15 @@ pub enum RepoError {
 pub type Result<T, E = RepoError> = std::result::Result<T, E>;
 
 impl RepoError {
+    /// True when storage refused because the credential may not do this (rather than a fault).
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            RepoError::Storage { source, .. } => super::prune::is_permission_error(source),
+            RepoError::DeleteDenied { .. } => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn storage(object: impl Into<String>, source: object_store::Error) -> Self {
         match source {
             object_store::Error::NotFound { .. } => RepoError::Missing { object: object.into() },

@@ -7,15 +7,19 @@
 //! a snapshot that cannot be restored. Locks keep the two apart.
 //!
 //! A lock is an object `locks/<random>.json` saying who holds it (kind, operation, host, pid, created,
-//! refreshed). Backups take *shared* locks (any number may run at once); prune takes an *exclusive*
-//! one. Both write their own lock first and only then list the others, so of two that start at the
-//! same moment at least one sees the other and backs off. A lock not refreshed for `stale_after`
+//! refreshed, and the snapshot it reads, if any). Backups take *shared* locks (any number may run at
+//! once), and so do restores and drills for as long as they read a snapshot, so that prune never
+//! deletes a snapshot that is being restored; prune takes an *exclusive* one. Both write their own
+//! lock first and only then list the others, so of two that start at the same moment at least one
+//! sees the other and backs off. A lock not refreshed for `stale_after`
 //! (30 minutes by default) belongs to a process that died: it is ignored, and the exclusive locker
 //! removes it. A holder that cannot refresh its lock for that long, or finds it removed, has lost it
 //! and must stop before it commits anything ([`RepoLock::confirm`]).
 //!
 //! Where the everyday credential may not delete (least privilege), a backup cannot remove its lock:
-//! it then overwrites it with a `released` mark, which everyone ignores and prune later removes.
+//! it then overwrites it with a `released` mark, which everyone ignores and prune later removes. A
+//! credential that may not write at all (a read-only restore credential) cannot lock: restores then
+//! read without a lock, and say so.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,7 +38,7 @@ const PREFIX: &str = "locks";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LockKind {
-    /// Backups: many at once.
+    /// Backups, restores and drills: many at once.
     Shared,
     /// Prune: alone.
     Exclusive,
@@ -53,8 +57,11 @@ impl std::fmt::Display for LockKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     pub kind: LockKind,
-    /// What holds it, e.g. "backup orders" or "prune".
+    /// What holds it, e.g. "backup orders", "restore reading snapshot <id> of source orders" or "prune".
     pub operation: String,
+    /// The snapshot the holder reads (restores and drills). Older lifeboat versions do not write it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
     pub host: String,
     pub pid: u32,
     pub created: Timestamp,
@@ -107,6 +114,11 @@ impl FoundLock {
             return true;
         }
         now.duration_since(self.last_sign_of_life()).as_secs_f64() >= stale_after.as_secs_f64()
+    }
+
+    /// The snapshot a live restore or drill holding this lock reads.
+    pub fn snapshot(&self) -> Option<&str> {
+        self.info.as_ref().and_then(|i| i.snapshot.as_deref())
     }
 
     /// Exclusive, or unknown (an unreadable lock is treated as the strictest kind).
@@ -304,10 +316,27 @@ impl Repository {
     /// written and fails with [`RepoError::Locked`], naming the holders. An exclusive lock removes the
     /// stale locks it finds.
     pub async fn lock(&self, kind: LockKind, operation: &str, options: &LockOptions) -> Result<RepoLock> {
+        self.acquire(kind, operation, None, options).await
+    }
+
+    /// Takes a shared lock for reading one snapshot (a restore, a drill): prune, which needs the
+    /// repository to itself, refuses to run while it is held, naming `operation`.
+    pub async fn lock_snapshot(&self, operation: &str, snapshot: &str, options: &LockOptions) -> Result<RepoLock> {
+        self.acquire(LockKind::Shared, operation, Some(snapshot), options).await
+    }
+
+    async fn acquire(
+        &self,
+        kind: LockKind,
+        operation: &str,
+        snapshot: Option<&str>,
+        options: &LockOptions,
+    ) -> Result<RepoLock> {
         let now = Timestamp::now();
         let info = LockInfo {
             kind,
             operation: operation.to_string(),
+            snapshot: snapshot.map(str::to_string),
             host: hostname(),
             pid: std::process::id(),
             created: now,
@@ -351,7 +380,7 @@ impl Repository {
             let holders: Vec<String> = blocking.iter().map(|l| l.describe(now)).collect();
             let fix = match kind {
                 LockKind::Exclusive => format!(
-                    "wait until it finishes, then run the {operation} again; a lock whose process died is ignored {} after its last refresh; if you are certain no process holds it, delete the lock object",
+                    "wait until it finishes, then run the {operation} again (it never runs while a backup writes or a restore or drill reads a snapshot); a lock whose process died is ignored {} after its last refresh; if you are certain no process holds it, delete the lock object",
                     describe_duration(options.stale_after)
                 ),
                 LockKind::Shared => format!(
@@ -435,6 +464,7 @@ mod tests {
         LockInfo {
             kind,
             operation: "backup other".into(),
+            snapshot: None,
             host: "elsewhere".into(),
             pid: 4242,
             created: refreshed,
@@ -478,6 +508,42 @@ mod tests {
         assert!(matches!(err, RepoError::Locked { .. }));
         x.release().await.unwrap();
         assert!(lock_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_reader_names_its_snapshot_and_keeps_prune_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = repo(dir.path()).await;
+        let opts = LockOptions::default();
+        let reading = r
+            .lock_snapshot("restore reading snapshot s1 of source orders", "s1", &opts)
+            .await
+            .unwrap();
+        let other = r.lock(LockKind::Shared, "backup orders", &opts).await.unwrap();
+        let found = r.locks().await.unwrap();
+        let snapshots: Vec<Option<&str>> = found
+            .iter()
+            .filter(|l| l.object == reading.object())
+            .map(|l| l.snapshot())
+            .collect();
+        assert_eq!(snapshots, [Some("s1")]);
+        let err = r.lock(LockKind::Exclusive, "prune", &opts).await.err().unwrap();
+        let text = err.to_string();
+        assert!(
+            text.contains("shared lock of `restore reading snapshot s1 of source orders`"),
+            "{text}"
+        );
+        assert!(text.contains("restore or drill reads a snapshot"), "{text}");
+        reading.release().await.unwrap();
+        other.release().await.unwrap();
+        // A lock written by an older version, without `snapshot`, still reads.
+        let mut old = serde_json::to_value(foreign(LockKind::Shared, Duration::ZERO)).unwrap();
+        old.as_object_mut().unwrap().remove("snapshot");
+        std::fs::create_dir_all(dir.path().join("locks")).unwrap();
+        std::fs::write(dir.path().join("locks/old.json"), old.to_string()).unwrap();
+        let found = r.locks().await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].info.is_some() && found[0].snapshot().is_none());
     }
 
     #[tokio::test]

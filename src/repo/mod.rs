@@ -5,12 +5,18 @@
 //! chunks/<aa>/<address>              zstd (then age) encoded chunk; address = SHA-256 or HMAC
 //! snapshots/<source>/<id>.json       a manifest: the commit point, written last, create-only
 //! evidence/<source>/<run-id>.json    a drill's result, naming the snapshot and manifest digest it tested
-//! locks/<random>.json                who is using the repository: backups (shared), prune (exclusive)
+//! tombstones/<source>/<id>.json      prune forgot this snapshot: hidden, deleted after a grace period
+//! locks/<random>.json                who is using the repository: backups, restores and drills (shared),
+//!                                    prune (exclusive)
 //! ```
 //!
 //! Every object is written once and never rewritten, so a repository works on object-locked (WORM)
 //! buckets, and a crash leaves at most orphan chunks, never half a snapshot. Lock objects are the one
 //! exception: their holder rewrites them to show it is alive, and removes them when done.
+//!
+//! `tombstones/` came after the first version-1 repositories. It is optional and additive: a reader
+//! that does not know it sees tombstoned snapshots as ordinary ones, which they still are until prune
+//! deletes them, so the format version did not change. See `tombstone.rs`.
 
 mod chunk;
 mod copy;
@@ -23,6 +29,7 @@ mod prune;
 mod reader;
 pub mod retention;
 mod sealed;
+mod tombstone;
 mod verify;
 mod writer;
 
@@ -36,11 +43,14 @@ pub use chunk::{Addressing, ChunkId};
 pub use copy::{ChunkCheck, ChunkVerifier, Put, naming_mismatch};
 pub use error::{RepoError, Result};
 pub use format::{CONFIG_OBJECT, ChunkerParams, FORMAT_VERSION, RepoConfig};
+pub(crate) use lock::hostname;
 pub use lock::{FoundLock, LockInfo, LockKind, LockOptions, RepoLock};
+pub use manifest::object_path as manifest_object_path;
 pub use manifest::{
     BackupFacts, ChunkRef, Fingerprint, MANIFEST_VERSION, Manifest, StreamInfo, TableRows, new_snapshot_id,
 };
 pub use prune::{StoredChunk, Swept, referenced_chunks};
+pub use tombstone::{FoundTombstone, Tombstone};
 pub use verify::{Problem, ProblemKind, VerifyReport};
 pub use writer::{StreamSummary, WriteOptions};
 
@@ -193,7 +203,7 @@ impl Repository {
         Ok(())
     }
 
-    /// Lists every snapshot manifest path (not parsed).
+    /// Lists every snapshot manifest path (not parsed), tombstoned snapshots' too.
     pub async fn manifest_paths(&self, source: Option<&str>) -> Result<Vec<String>> {
         match source {
             Some(s) => self.list_json(&format!("snapshots/{s}")).await,
@@ -221,11 +231,31 @@ impl Repository {
         Manifest::from_bytes(path, &bytes)
     }
 
-    /// Loads every manifest; damaged ones come back as errors beside the good ones.
+    /// Loads the manifest of every live snapshot: the restorable points. Tombstoned snapshots (forgotten
+    /// by prune, awaiting deletion) are left out. Damaged manifests come back as errors beside the good
+    /// ones. Sorted by finish time.
     pub async fn manifests(&self, source: Option<&str>) -> Result<(Vec<Manifest>, Vec<RepoError>)> {
+        let tombstoned = self.tombstoned(source).await?;
+        self.load_manifests(source, |path| {
+            tombstone::split_object("snapshots", path).is_none_or(|key| !tombstoned.contains(&key))
+        })
+        .await
+    }
+
+    /// Like [`Repository::manifests`], tombstoned snapshots included: every manifest still stored, as
+    /// prune needs them (their chunks stay until their manifests are deleted).
+    pub async fn manifests_with_tombstoned(&self, source: Option<&str>) -> Result<(Vec<Manifest>, Vec<RepoError>)> {
+        self.load_manifests(source, |_| true).await
+    }
+
+    async fn load_manifests(
+        &self,
+        source: Option<&str>,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<(Vec<Manifest>, Vec<RepoError>)> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for p in self.manifest_paths(source).await? {
+        for p in self.manifest_paths(source).await?.into_iter().filter(|p| wanted(p)) {
             match self.load_manifest(&p).await {
                 Ok(m) => good.push(m),
                 Err(e) => bad.push(e),
@@ -235,7 +265,18 @@ impl Repository {
         Ok((good, bad))
     }
 
-    /// Finds a snapshot by full id or unique prefix, reading the repository.
+    /// True when the snapshot's manifest is stored (tombstoned or not).
+    pub async fn has_manifest(&self, source: &str, id: &str) -> Result<bool> {
+        let object = manifest::object_path(source, id);
+        match self.store.head(&StorePath::from(object.as_str())).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(RepoError::storage(object, e)),
+        }
+    }
+
+    /// Finds a snapshot by full id or unique prefix, reading the repository. An explicit id reaches a
+    /// tombstoned snapshot too: within its grace period it is still whole.
     pub async fn find_manifest(&self, id_or_prefix: &str) -> Result<Manifest> {
         let matches: Vec<String> = self
             .manifest_paths(None)

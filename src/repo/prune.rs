@@ -1,9 +1,10 @@
-//! The deleting half of the repository: forgetting manifests and sweeping chunks no manifest names.
-//! Only prune calls these, under an exclusive lock (see `lock.rs` for why).
+//! The deleting half of the repository: deleting manifests and sweeping chunks no manifest names.
+//! Only prune calls these, under an exclusive lock (see `lock.rs` for why), and only for snapshots
+//! whose tombstone has outlived its grace period (see `tombstone.rs`).
 //!
-//! Order matters for safety: manifests go first, chunks after. A chunk without a manifest is harmless
-//! garbage that the next prune removes; a manifest without its chunks is a snapshot that cannot be
-//! restored.
+//! Order matters for safety: manifests go first, then their tombstones, chunks last. A chunk without a
+//! manifest is harmless garbage that the next prune removes; a tombstone without its manifest is
+//! removed by the next prune too; a manifest without its chunks is a snapshot that cannot be restored.
 
 use std::collections::HashSet;
 
@@ -26,6 +27,9 @@ pub struct Swept {
     pub chunks: u64,
     pub bytes: u64,
 }
+
+/// What deleting needs the deleting credential for, in errors.
+const PRUNING: &str = "pruning";
 
 /// Deletes at once while sweeping; object stores batch them further (S3 sends up to 1000 a request).
 const SWEEP_BATCH: usize = 256;
@@ -78,12 +82,13 @@ impl Repository {
         Ok(chunks)
     }
 
-    /// Deletes one snapshot's manifest: the snapshot no longer exists once this returns.
+    /// Deletes one snapshot's manifest: the snapshot no longer exists once this returns. Prune calls it
+    /// only for snapshots tombstoned longer than the grace period.
     pub async fn delete_manifest(&self, source: &str, id: &str) -> Result<()> {
         let object = manifest::object_path(source, id);
         match self.store.delete(&StorePath::from(object.as_str())).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(delete_error(object, e)),
+            Err(e) => Err(delete_error(object, e, PRUNING)),
         }
     }
 
@@ -121,7 +126,7 @@ impl Repository {
                         return Err(RepoError::SweepIncomplete {
                             deleted: swept.chunks,
                             total: chunks.len() as u64,
-                            cause: Box::new(delete_error(object, e)),
+                            cause: Box::new(delete_error(object, e, PRUNING)),
                         });
                     }
                 }
@@ -131,11 +136,13 @@ impl Repository {
     }
 }
 
-fn delete_error(object: String, e: object_store::Error) -> RepoError {
+/// A refused delete names the credential it needs; any other failure is a storage error.
+pub(crate) fn delete_error(object: String, e: object_store::Error, action: &str) -> RepoError {
     if is_permission_error(&e) {
         RepoError::DeleteDenied {
             object,
             detail: e.to_string(),
+            action: action.to_string(),
         }
     } else {
         RepoError::storage(object, e)

@@ -3,7 +3,7 @@
 //! The rules are restic's. Snapshots are walked newest first. `keep_last N` keeps the N newest.
 //! `keep_hourly/daily/weekly/monthly/yearly N` keeps the newest snapshot of each of the N most recent
 //! hours/days/weeks/months/years *that have snapshots* (a week without a backup does not use up a
-//! weekly slot). `keep_within D` keeps every snapshot taken within D of the newest snapshot (not of
+//! weekly slot; a bucket is counted once even where the local clock runs back into it). `keep_within D` keeps every snapshot taken within D of the newest snapshot (not of
 //! the current time, so a source whose backups stopped does not lose its history to the clock). A
 //! snapshot kept by several rules lists every rule. Unlike restic 0.14+, a rule with slots left over
 //! does not also keep the oldest snapshot of its oldest bucket: the policy means what it says.
@@ -13,15 +13,26 @@
 //! first Thursday). On the day clocks go back, the repeated hour is one hour (01:10 EDT and 01:10 EST
 //! share a bucket); on the day they go forward, the skipped hour simply has no snapshots; either day
 //! is one day, 25 or 23 hours long.
+//!
+//! Besides the rules, [`Guards`] keep snapshots whatever the rules say: every snapshot younger than
+//! `min_age` (counted back from the time prune runs, not from the newest snapshot), and the ones the
+//! caller pins: the newest snapshot that passed a drill, and those a restore or drill is reading.
+//! Guards only add: they never change what a rule keeps, so `keep_last 3` still keeps the 3 newest.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
-use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
+
+/// How long prune leaves a forgotten snapshot tombstoned (hidden, but whole, and `--undelete` takes
+/// it back) before it deletes it, unless the policy says otherwise.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 86_400);
 
 /// How many snapshots of a source to keep. Every field is optional; a policy with no rule (every
 /// count absent or zero, no `keep_within`) keeps everything, and prune refuses to run with it.
+/// `min_age` and `grace` are no rules: they only protect.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionPolicy {
     pub keep_last: Option<u32>,
@@ -32,12 +43,24 @@ pub struct RetentionPolicy {
     pub keep_yearly: Option<u32>,
     /// Keep every snapshot taken within this long before the newest one.
     pub keep_within: Option<Duration>,
+    /// Never forget a snapshot younger than this (its age counted at the time prune runs), whatever
+    /// the rules say: a burst of backups or a clock jump cannot push fresh snapshots out.
+    pub min_age: Option<Duration>,
+    /// Not used by [`plan`]: how long a forgotten snapshot stays tombstoned, and can be undeleted,
+    /// before prune deletes it. `None` is [`DEFAULT_GRACE`].
+    pub grace: Option<Duration>,
 }
 
 impl RetentionPolicy {
     /// True when no rule would keep anything: such a policy is treated as "keep everything".
+    /// `min_age` and `grace` are no rules.
     pub fn is_empty(&self) -> bool {
         self.counts().iter().all(|(_, n)| *n == 0) && self.keep_within.is_none()
+    }
+
+    /// The grace period: `grace`, or [`DEFAULT_GRACE`].
+    pub fn grace(&self) -> Duration {
+        self.grace.unwrap_or(DEFAULT_GRACE)
     }
 
     fn counts(&self) -> [(KeepReason, u32); 6] {
@@ -51,7 +74,8 @@ impl RetentionPolicy {
         ]
     }
 
-    /// The rules in config spelling, e.g. "keep_last 7, keep_daily 14, keep_within 2d".
+    /// The rules in config spelling, e.g. "keep_last 7, keep_daily 14, keep_within 2d, min_age 1d"
+    /// (the grace period is not a rule and not described here).
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = self
             .counts()
@@ -63,14 +87,17 @@ impl RetentionPolicy {
             parts.push(format!("keep_within {}", describe_duration(d)));
         }
         if parts.is_empty() {
-            "no rules".into()
-        } else {
-            parts.join(", ")
+            return "no rules".into();
         }
+        if let Some(d) = self.min_age {
+            parts.push(format!("min_age {}", describe_duration(d)));
+        }
+        parts.join(", ")
     }
 }
 
-fn describe_duration(d: Duration) -> String {
+/// "7d", "36h", "90m", "45s": the largest unit that divides the duration.
+pub fn describe_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         _ if s > 0 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
@@ -93,6 +120,12 @@ pub enum KeepReason {
     Within,
     /// The policy has no rule, so everything is kept.
     PolicyEmpty,
+    /// Younger than `min_age`.
+    MinAge,
+    /// The newest snapshot that passed a drill: the last one known to restore.
+    LastDrilled,
+    /// A restore or drill is reading it.
+    InUse,
 }
 
 impl std::fmt::Display for KeepReason {
@@ -106,6 +139,9 @@ impl std::fmt::Display for KeepReason {
             KeepReason::Yearly => "yearly",
             KeepReason::Within => "within",
             KeepReason::PolicyEmpty => "policy-empty",
+            KeepReason::MinAge => "min-age",
+            KeepReason::LastDrilled => "last-drilled",
+            KeepReason::InUse => "in-use",
         })
     }
 }
@@ -133,53 +169,77 @@ pub struct Plan {
     pub forget: Vec<String>,
 }
 
-/// Applies `policy` to the snapshots of one source, bucketing times in `tz`. A non-empty policy
-/// always keeps the newest snapshot (every rule keeps the first snapshot it sees); an empty one
-/// keeps everything.
-pub fn plan(snapshots: &[SnapshotTime], policy: &RetentionPolicy, tz: &TimeZone) -> Plan {
+/// What keeps snapshots besides the policy's rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guards {
+    /// The time `min_age` counts back from: when prune runs.
+    pub now: Timestamp,
+    /// Snapshots kept whatever the rules say, each with why ([`KeepReason::LastDrilled`],
+    /// [`KeepReason::InUse`]). Ids that name no snapshot are ignored.
+    pub pinned: Vec<(String, KeepReason)>,
+}
+
+impl Guards {
+    /// No pins; `min_age` counted back from `now`.
+    pub fn at(now: Timestamp) -> Guards {
+        Guards {
+            now,
+            pinned: Vec::new(),
+        }
+    }
+}
+
+/// Applies `policy` to the snapshots of one source, bucketing times in `tz`, then adds what `guards`
+/// keep. A non-empty policy always keeps the newest snapshot (every rule keeps the first snapshot it
+/// sees); an empty one keeps everything. The result does not depend on the input's order, and
+/// applying it again to the snapshots it keeps forgets nothing more.
+pub fn plan(snapshots: &[SnapshotTime], policy: &RetentionPolicy, tz: &TimeZone, guards: &Guards) -> Plan {
     let mut sorted: Vec<&SnapshotTime> = snapshots.iter().collect();
     sorted.sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
-    if policy.is_empty() {
-        return Plan {
-            keep: sorted
-                .iter()
-                .map(|s| Kept {
-                    id: s.id.clone(),
-                    reasons: vec![KeepReason::PolicyEmpty],
-                })
-                .collect(),
-            forget: Vec::new(),
-        };
-    }
     let newest = sorted.first().map(|s| s.time);
-    // Per rule: slots left, and the bucket of the last snapshot it kept.
-    let mut rules: Vec<(KeepReason, u32, Option<i64>)> = policy
+    // Per rule: slots left, and the buckets it has kept a snapshot of. A set rather than the last
+    // bucket: where a zone's clock falls back across midnight, a day comes round twice.
+    let mut rules: Vec<(KeepReason, u32, HashSet<i64>)> = policy
         .counts()
         .into_iter()
         .filter(|(_, n)| *n > 0)
-        .map(|(reason, n)| (reason, n, None))
+        .map(|(reason, n)| (reason, n, HashSet::new()))
         .collect();
+    // Saturating: an absurdly long window reaches back to the start of time, keeping all.
+    let back = |from: Timestamp, span: Duration| {
+        from.checked_sub(SignedDuration::try_from(span).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(Timestamp::MIN)
+    };
+    let within_since = match (policy.keep_within, newest) {
+        (Some(within), Some(newest)) => Some(back(newest, within)),
+        _ => None,
+    };
+    let younger_than = policy.min_age.map(|age| back(guards.now, age));
+    let keeps_all = policy.is_empty();
     let mut out = Plan::default();
     for (index, snapshot) in sorted.iter().enumerate() {
         let mut reasons = Vec::new();
-        for (reason, left, last) in rules.iter_mut() {
+        for (reason, left, kept) in rules.iter_mut() {
             if *left == 0 {
                 continue;
             }
-            let bucket = bucket(*reason, snapshot.time, index, tz);
-            if *last != Some(bucket) {
-                *last = Some(bucket);
+            if kept.insert(bucket(*reason, snapshot.time, index, tz)) {
                 *left -= 1;
                 reasons.push(*reason);
             }
         }
-        if let (Some(within), Some(newest)) = (policy.keep_within, newest) {
-            // Saturating: an absurdly long window reaches back to the start of time, keeping all.
-            let since = newest
-                .checked_sub(jiff::SignedDuration::try_from(within).unwrap_or(jiff::SignedDuration::MAX))
-                .unwrap_or(Timestamp::MIN);
-            if snapshot.time >= since {
-                reasons.push(KeepReason::Within);
+        if within_since.is_some_and(|since| snapshot.time >= since) {
+            reasons.push(KeepReason::Within);
+        }
+        if keeps_all {
+            reasons.push(KeepReason::PolicyEmpty);
+        }
+        if younger_than.is_some_and(|since| snapshot.time > since) {
+            reasons.push(KeepReason::MinAge);
+        }
+        for (id, reason) in &guards.pinned {
+            if *id == snapshot.id && !reasons.contains(reason) {
+                reasons.push(*reason);
             }
         }
         if reasons.is_empty() {
@@ -214,7 +274,11 @@ fn bucket(reason: KeepReason, time: Timestamp, index: usize, tz: &TimeZone) -> i
         }
         KeepReason::Monthly => y * 100 + m,
         KeepReason::Yearly => y,
-        KeepReason::Within | KeepReason::PolicyEmpty => unreachable!("not a counted rule"),
+        KeepReason::Within
+        | KeepReason::PolicyEmpty
+        | KeepReason::MinAge
+        | KeepReason::LastDrilled
+        | KeepReason::InUse => unreachable!("not a counted rule"),
     }
 }
 
@@ -253,7 +317,7 @@ mod tests {
     }
 
     fn check(case: Case) {
-        let got = plan(&snaps(case.times), &case.policy, &case.tz);
+        let got = plan(&snaps(case.times), &case.policy, &case.tz, &g());
         let want = Plan {
             keep: case
                 .keep
@@ -270,7 +334,7 @@ mod tests {
         let mut reversed = snaps(case.times);
         reversed.reverse();
         assert_eq!(
-            plan(&reversed, &case.policy, &case.tz),
+            plan(&reversed, &case.policy, &case.tz, &g()),
             want,
             "case `{}` reversed",
             case.name
@@ -279,6 +343,11 @@ mod tests {
 
     fn p() -> RetentionPolicy {
         RetentionPolicy::default()
+    }
+
+    /// No pins, and a `now` before every snapshot in these tests (min_age is tested on its own).
+    fn g() -> Guards {
+        Guards::at(ts("2000-01-01T00:00:00Z"))
     }
 
     #[test]
@@ -593,7 +662,7 @@ mod tests {
             keep_last: Some(1),
             ..p()
         };
-        let got = plan(&list, &policy, &TimeZone::UTC);
+        let got = plan(&list, &policy, &TimeZone::UTC, &g());
         assert_eq!(got.keep[0].id, "b");
         assert_eq!(got.forget, vec!["a".to_string()]);
     }
@@ -641,7 +710,7 @@ mod tests {
         ];
         for tz in [TimeZone::UTC, new_york()] {
             for policy in &policies {
-                let got = plan(&times, policy, &tz);
+                let got = plan(&times, policy, &tz, &g());
                 assert_eq!(got.keep.len(), 1, "{}", policy.describe());
                 assert_eq!(got.keep[0].id, newest, "{}", policy.describe());
                 assert_ne!(got.keep[0].reasons, vec![PolicyEmpty]);
@@ -663,5 +732,410 @@ mod tests {
         assert!(!policy.is_empty());
         assert!(p().is_empty());
         assert_eq!(p().describe(), "no rules");
+        let guarded = RetentionPolicy {
+            min_age: Some(Duration::from_secs(36 * 3_600)),
+            grace: Some(Duration::from_secs(60)),
+            ..policy
+        };
+        assert_eq!(
+            guarded.describe(),
+            "keep_last 7, keep_daily 14, keep_within 2d, min_age 36h"
+        );
+        assert_eq!(guarded.grace(), Duration::from_secs(60));
+        assert_eq!(p().grace(), DEFAULT_GRACE);
+        let only_guards = RetentionPolicy {
+            min_age: Some(Duration::from_secs(86_400)),
+            grace: Some(Duration::ZERO),
+            ..p()
+        };
+        assert!(only_guards.is_empty(), "min_age and grace keep nothing by themselves");
+        assert_eq!(only_guards.describe(), "no rules");
+    }
+
+    #[test]
+    fn min_age_and_pins_keep_what_the_rules_forget_and_change_no_rule() {
+        let times = snaps(&[
+            "2024-03-01T00:00:00Z",
+            "2024-03-05T00:00:00Z",
+            "2024-03-08T00:00:00Z",
+            "2024-03-09T12:00:00Z",
+            "2024-03-10T00:00:00Z",
+        ]);
+        let policy = RetentionPolicy {
+            keep_last: Some(1),
+            min_age: Some(Duration::from_secs(2 * 86_400)),
+            ..p()
+        };
+        let guards = Guards {
+            // 03-08T00:00 is exactly two days old: not younger than min_age.
+            now: ts("2024-03-10T00:00:00Z"),
+            pinned: vec![
+                ("2024-03-01T00:00:00Z".into(), LastDrilled),
+                ("2024-03-10T00:00:00Z".into(), InUse),
+                ("2024-03-01T00:00:00Z".into(), LastDrilled),
+                ("no-such-snapshot".into(), InUse),
+            ],
+        };
+        let got = plan(&times, &policy, &TimeZone::UTC, &guards);
+        let want = Plan {
+            keep: vec![
+                Kept {
+                    id: "2024-03-10T00:00:00Z".into(),
+                    reasons: vec![Last, MinAge, InUse],
+                },
+                Kept {
+                    id: "2024-03-09T12:00:00Z".into(),
+                    reasons: vec![MinAge],
+                },
+                Kept {
+                    id: "2024-03-01T00:00:00Z".into(),
+                    reasons: vec![LastDrilled],
+                },
+            ],
+            forget: vec!["2024-03-08T00:00:00Z".into(), "2024-03-05T00:00:00Z".into()],
+        };
+        assert_eq!(got, want);
+        // A snapshot dated after `now` (a host clock ahead) is younger than any min_age, even 0.
+        let skewed = RetentionPolicy {
+            min_age: Some(Duration::ZERO),
+            ..policy
+        };
+        let got = plan(&times, &skewed, &TimeZone::UTC, &Guards::at(ts("2024-03-09T00:00:00Z")));
+        assert_eq!(got.forget.len(), 3);
+        assert_eq!(got.keep[1].reasons, vec![MinAge]);
+    }
+
+    #[test]
+    fn a_day_the_clock_enters_twice_is_one_daily_slot() {
+        // A made-up zone whose clocks fall back from 00:30 (UTC-2) to 23:30 of the day before (UTC-3) at
+        // 02:30Z on 2025-03-30, so local dates go 29, 30, 29, 30: 01:50Z is 23:50 on the 29th, 02:20Z
+        // 00:20 on the 30th, 02:40Z 23:40 on the 29th again and 03:10Z 00:10 on the 30th again.
+        let tz = TimeZone::posix("<-03>3<-02>,M10.1.0/0,M3.5.0/0:30").unwrap();
+        let times = snaps(&[
+            "2025-03-30T01:50:00Z",
+            "2025-03-30T02:20:00Z",
+            "2025-03-30T02:40:00Z",
+            "2025-03-30T03:10:00Z",
+        ]);
+        let policy = RetentionPolicy {
+            keep_daily: Some(3),
+            ..p()
+        };
+        let got = plan(&times, &policy, &tz, &g());
+        let kept: Vec<&str> = got.keep.iter().map(|k| k.id.as_str()).collect();
+        assert_eq!(kept, ["2025-03-30T03:10:00Z", "2025-03-30T02:40:00Z"]);
+    }
+
+    /// Property tests: random histories (times over years, ties, clocks ahead of `now`), random
+    /// policies and pins, zones with and without DST. Fixed seeds, so a failure repeats.
+    mod properties {
+        use std::collections::BTreeMap;
+
+        use rand::rngs::StdRng;
+        use rand::seq::SliceRandom;
+        use rand::{RngExt, SeedableRng};
+
+        use super::super::*;
+
+        const ITERATIONS: u64 = 20_000;
+
+        fn zones() -> Vec<(&'static str, TimeZone)> {
+            let posix = |spec: &str| TimeZone::posix(spec).unwrap();
+            vec![
+                ("UTC", TimeZone::UTC),
+                ("New York", posix("EST5EDT,M3.2.0,M11.1.0")),
+                ("Berlin", posix("CET-1CEST,M3.5.0,M10.5.0/3")),
+                ("Sydney", posix("AEST-10AEDT,M10.1.0,M4.1.0/3")),
+                (
+                    "Lord Howe (half-hour DST)",
+                    posix("<+1030>-10:30<+11>-11,M10.1.0,M4.1.0"),
+                ),
+                (
+                    "Santiago (changes at midnight)",
+                    posix("<-04>4<-03>,M9.1.6/24,M4.1.6/24"),
+                ),
+                ("Kathmandu", posix("<+0545>-5:45")),
+                ("falls back across midnight", posix("<-03>3<-02>,M10.1.0/0,M3.5.0/0:30")),
+            ]
+        }
+
+        /// Snapshots over years with gaps from none (ties) to a year; or, one time in three, dense
+        /// around a clock change of `tz`, where hours and days repeat or vanish.
+        fn history(rng: &mut StdRng, tz: &TimeZone) -> Vec<SnapshotTime> {
+            let n = rng.random_range(0..50);
+            // Between 2014 and 2030.
+            let mut t = Timestamp::from_second(rng.random_range(1_400_000_000..1_900_000_000)).unwrap();
+            let around_a_change = rng.random_bool(0.35);
+            if around_a_change && let Some(change) = tz.following(t).next() {
+                t = change.timestamp() - SignedDuration::from_secs(rng.random_range(0..36 * 3_600));
+            }
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let gap: i64 = match rng.random_range(0..6) {
+                    _ if around_a_change => rng.random_range(0..90 * 60),
+                    0 => 0,
+                    1 => rng.random_range(1..3_600),
+                    2 => rng.random_range(3_600..86_400),
+                    3 => rng.random_range(86_400..8 * 86_400),
+                    4 => rng.random_range(8 * 86_400..400 * 86_400),
+                    _ => rng.random_range(1..6 * 3_600),
+                };
+                t = t.checked_add(SignedDuration::from_secs(gap)).unwrap();
+                out.push(SnapshotTime {
+                    id: format!("{:016x}", rng.random::<u64>()),
+                    time: t,
+                });
+            }
+            out
+        }
+
+        fn count(rng: &mut StdRng) -> Option<u32> {
+            rng.random_bool(0.45).then(|| rng.random_range(0..6u32))
+        }
+
+        fn duration(rng: &mut StdRng, p: f64) -> Option<Duration> {
+            rng.random_bool(p)
+                .then(|| Duration::from_secs(rng.random_range(0..90 * 86_400)))
+        }
+
+        fn policy(rng: &mut StdRng) -> RetentionPolicy {
+            RetentionPolicy {
+                keep_last: count(rng),
+                keep_hourly: count(rng),
+                keep_daily: count(rng),
+                keep_weekly: count(rng),
+                keep_monthly: count(rng),
+                keep_yearly: count(rng),
+                keep_within: duration(rng, 0.25),
+                min_age: duration(rng, 0.5),
+                grace: None,
+            }
+        }
+
+        fn guards(rng: &mut StdRng, history: &[SnapshotTime]) -> Guards {
+            let newest = history.iter().map(|s| s.time).max().unwrap_or(Timestamp::UNIX_EPOCH);
+            // Mostly after the newest snapshot; sometimes before it (a clock ahead on the backup host).
+            let offset = rng.random_range(-2 * 86_400..400 * 86_400);
+            let mut pinned = Vec::new();
+            if !history.is_empty() && rng.random_bool(0.5) {
+                let i = rng.random_range(0..history.len());
+                pinned.push((history[i].id.clone(), KeepReason::LastDrilled));
+            }
+            if !history.is_empty() && rng.random_bool(0.2) {
+                let i = rng.random_range(0..history.len());
+                pinned.push((history[i].id.clone(), KeepReason::InUse));
+            }
+            if rng.random_bool(0.1) {
+                pinned.push(("gone".into(), KeepReason::InUse));
+            }
+            Guards {
+                now: newest.checked_add(SignedDuration::from_secs(offset)).unwrap(),
+                pinned,
+            }
+        }
+
+        /// The bucket of a rule as a civil value, computed apart from the implementation's numbers.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        enum Key {
+            Index(usize),
+            Hour(jiff::civil::Date, i8),
+            Day(jiff::civil::Date),
+            Week(i16, i8),
+            Month(i16, i8),
+            Year(i16),
+        }
+
+        fn key(reason: KeepReason, index: usize, time: Timestamp, tz: &TimeZone) -> Key {
+            let z = time.to_zoned_datetime(tz.clone());
+            match reason {
+                KeepReason::Last => Key::Index(index),
+                KeepReason::Hourly => Key::Hour(z.date(), z.hour()),
+                KeepReason::Daily => Key::Day(z.date()),
+                KeepReason::Weekly => {
+                    let w = z.date().iso_week_date();
+                    Key::Week(w.year(), w.week())
+                }
+                KeepReason::Monthly => Key::Month(z.year(), z.month()),
+                KeepReason::Yearly => Key::Year(z.year()),
+                _ => unreachable!(),
+            }
+        }
+
+        /// Every reason that is true of each snapshot, straight from the definitions: a counted rule
+        /// keeps a snapshot when no newer snapshot shares its bucket and fewer than N buckets hold
+        /// newer snapshots.
+        fn oracle(
+            history: &[SnapshotTime],
+            policy: &RetentionPolicy,
+            tz: &TimeZone,
+            guards: &Guards,
+        ) -> BTreeMap<String, Vec<KeepReason>> {
+            let mut sorted: Vec<&SnapshotTime> = history.iter().collect();
+            sorted.sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
+            let mut out: BTreeMap<String, Vec<KeepReason>> =
+                sorted.iter().map(|s| (s.id.clone(), Vec::new())).collect();
+            for (reason, n) in policy.counts() {
+                if n == 0 {
+                    continue;
+                }
+                let keys: Vec<Key> = sorted
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| key(reason, i, s.time, tz))
+                    .collect();
+                for (i, s) in sorted.iter().enumerate() {
+                    let newest_of_bucket = !keys[..i].contains(&keys[i]);
+                    let mut newer_buckets: Vec<&Key> = Vec::new();
+                    for k in &keys[..i] {
+                        if !newer_buckets.contains(&k) {
+                            newer_buckets.push(k);
+                        }
+                    }
+                    if newest_of_bucket && (newer_buckets.len() as u32) < n {
+                        out.get_mut(&s.id).unwrap().push(reason);
+                    }
+                }
+            }
+            let newest = sorted.first().map(|s| s.time);
+            for s in &sorted {
+                let reasons = out.get_mut(&s.id).unwrap();
+                if let (Some(within), Some(newest)) = (policy.keep_within, newest)
+                    && newest.duration_since(s.time) <= SignedDuration::try_from(within).unwrap()
+                {
+                    reasons.push(KeepReason::Within);
+                }
+                if policy.is_empty() {
+                    reasons.push(KeepReason::PolicyEmpty);
+                }
+                if let Some(min_age) = policy.min_age
+                    && guards.now.duration_since(s.time) < SignedDuration::try_from(min_age).unwrap()
+                {
+                    reasons.push(KeepReason::MinAge);
+                }
+                for (id, reason) in &guards.pinned {
+                    if *id == s.id && !reasons.contains(reason) {
+                        reasons.push(*reason);
+                    }
+                }
+                reasons.sort();
+            }
+            out
+        }
+
+        #[test]
+        fn plans_keep_what_they_must_over_random_histories() {
+            let zones = zones();
+            for seed in 0..ITERATIONS {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let (zone_name, tz) = &zones[rng.random_range(0..zones.len())];
+                let history = history(&mut rng, tz);
+                let policy = policy(&mut rng);
+                let guards = guards(&mut rng, &history);
+                let context = format!("seed {seed}, zone {zone_name}, policy {policy:?}, guards {guards:?}");
+                let got = plan(&history, &policy, tz, &guards);
+
+                let mut newest_first = history.clone();
+                newest_first.sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
+                let forgotten: std::collections::HashSet<&str> = got.forget.iter().map(String::as_str).collect();
+
+                // Keep and forget split the history, newest first both.
+                let mut all: Vec<&str> = got
+                    .keep
+                    .iter()
+                    .map(|k| k.id.as_str())
+                    .chain(forgotten.iter().copied())
+                    .collect();
+                all.sort();
+                let mut ids: Vec<&str> = history.iter().map(|s| s.id.as_str()).collect();
+                ids.sort();
+                assert_eq!(all, ids, "{context}");
+                let rank = |id: &str| newest_first.iter().position(|s| s.id == id).unwrap();
+                assert!(
+                    got.keep.windows(2).all(|w| rank(&w[0].id) < rank(&w[1].id)),
+                    "{context}"
+                );
+                assert!(got.forget.windows(2).all(|w| rank(&w[0]) < rank(&w[1])), "{context}");
+
+                // The newest snapshot is never forgotten.
+                if let Some(newest) = newest_first.first() {
+                    assert!(!forgotten.contains(newest.id.as_str()), "newest forgotten: {context}");
+                }
+                // Nothing younger than min_age is forgotten.
+                if let Some(min_age) = policy.min_age {
+                    for s in &history {
+                        let age = guards.now.duration_since(s.time);
+                        if age < SignedDuration::try_from(min_age).unwrap() {
+                            assert!(!forgotten.contains(s.id.as_str()), "{} is {age:?} old: {context}", s.id);
+                        }
+                    }
+                }
+                // Pinned snapshots (last drilled, in use) are never forgotten.
+                for (id, _) in &guards.pinned {
+                    assert!(!forgotten.contains(id.as_str()), "pinned {id} forgotten: {context}");
+                }
+                // keep_last N: exactly the N newest carry `last`.
+                if let Some(n) = policy.keep_last.filter(|n| *n > 0) {
+                    let with_last: Vec<&str> = got
+                        .keep
+                        .iter()
+                        .filter(|k| k.reasons.contains(&KeepReason::Last))
+                        .map(|k| k.id.as_str())
+                        .collect();
+                    let n_newest: Vec<&str> = newest_first.iter().take(n as usize).map(|s| s.id.as_str()).collect();
+                    assert_eq!(with_last, n_newest, "{context}");
+                }
+                // Every reason given is true, and every snapshot something keeps is kept.
+                let truth = oracle(&history, &policy, tz, &guards);
+                for k in &got.keep {
+                    let mut reasons = k.reasons.clone();
+                    reasons.sort();
+                    assert!(!reasons.is_empty(), "{context}");
+                    assert_eq!(reasons, truth[&k.id], "reasons of {}: {context}", k.id);
+                }
+                for id in &got.forget {
+                    assert!(truth[id].is_empty(), "{id} forgotten though {:?}: {context}", truth[id]);
+                }
+
+                // The input order does not matter.
+                let mut shuffled = history.clone();
+                shuffled.shuffle(&mut rng);
+                assert_eq!(plan(&shuffled, &policy, tz, &guards), got, "shuffled: {context}");
+
+                // Applying the plan again forgets nothing more, for the same reasons.
+                let kept: Vec<SnapshotTime> = history
+                    .iter()
+                    .filter(|s| !forgotten.contains(s.id.as_str()))
+                    .cloned()
+                    .collect();
+                let again = plan(&kept, &policy, tz, &guards);
+                assert!(
+                    again.forget.is_empty(),
+                    "second pass forgets {:?}: {context}",
+                    again.forget
+                );
+                assert_eq!(again.keep, got.keep, "second pass: {context}");
+            }
+        }
+
+        /// keep_last alone, no guards: exactly the N newest stay, whatever the history.
+        #[test]
+        fn keep_last_alone_keeps_exactly_the_newest_n() {
+            for seed in 0..ITERATIONS {
+                let mut rng = StdRng::seed_from_u64(1_000_000 + seed);
+                let history = history(&mut rng, &TimeZone::UTC);
+                let n = rng.random_range(1..8u32);
+                let policy = RetentionPolicy {
+                    keep_last: Some(n),
+                    ..RetentionPolicy::default()
+                };
+                let got = plan(&history, &policy, &TimeZone::UTC, &Guards::at(Timestamp::MIN));
+                assert_eq!(got.keep.len(), history.len().min(n as usize), "seed {seed}");
+                assert_eq!(
+                    got.forget.len(),
+                    history.len().saturating_sub(n as usize),
+                    "seed {seed}"
+                );
+            }
+        }
     }
 }

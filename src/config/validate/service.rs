@@ -140,6 +140,16 @@ impl Validator<'_> {
             Some(v) => Some(self.service_duration(&format!("sources.{source}.retention.keep_within"), v, false)?),
             None => None,
         };
+        // Zero is allowed for both: `min_age: 0s` protects nothing, `grace: 0s` deletes a tombstoned
+        // snapshot at the next prune.
+        let min_age = match &r.min_age {
+            Some(v) => Some(self.service_duration(&format!("sources.{source}.retention.min_age"), v, true)?),
+            None => None,
+        };
+        let grace = match &r.grace {
+            Some(v) => Some(self.service_duration(&format!("sources.{source}.retention.grace"), v, true)?),
+            None => None,
+        };
         let policy = RetentionPolicy {
             keep_last: count(&r.keep_last),
             keep_hourly: count(&r.keep_hourly),
@@ -148,6 +158,8 @@ impl Validator<'_> {
             keep_monthly: count(&r.keep_monthly),
             keep_yearly: count(&r.keep_yearly),
             keep_within,
+            min_age,
+            grace,
         };
         if policy.is_empty() {
             self.report(
