@@ -405,6 +405,15 @@ async fn missed_runs_are_caught_up_within_the_window_and_reported_beyond_it() {
     seed_job(&ws, "backup:rental", now - jiff::SignedDuration::from_hours(3)).await;
 
     let mut daemon = Daemon::start(&ws, "catch-up", &env);
+    // The shared-fate analysis runs at start: the repository sits on the same filesystem as the
+    // cluster's data directory (both under the temp dir), which is critical, and alerted at once.
+    let fate = hook
+        .wait_for("a fate_critical alert", |v| {
+            v["kind"] == "fate_critical" && v["summary"].as_str().is_some_and(|s| s.starts_with("same-device"))
+        })
+        .await;
+    assert_eq!(fate["severity"], "critical", "{fate}");
+    daemon.wait_for_log("fate:all: ok", Duration::from_secs(30));
     daemon.wait_for_log("backup:rental: ok", Duration::from_secs(30));
     let (_, metrics) = daemon.get("/metrics").await;
     assert_eq!(
@@ -415,6 +424,8 @@ async fn missed_runs_are_caught_up_within_the_window_and_reported_beyond_it() {
         Some(2.0),
         "the newest missed run ran, the two before it are reported:\n{metrics}"
     );
+    let critical = metric(&metrics, "lifeboat_fate_findings{severity=\"critical\"}").unwrap_or(0.0);
+    assert!(critical >= 1.0, "{metrics}");
     let missed = hook
         .wait_for("a jobs_missed alert", |v| {
             v["kind"] == "jobs_missed" && v["status"] == "firing"

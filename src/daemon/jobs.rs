@@ -43,6 +43,7 @@ pub async fn execute(shared: &Shared, job: &JobSpec) -> Outcome {
         JobKind::Verify => verify(shared, job).await,
         JobKind::Prune => prune(shared, job).await,
         JobKind::Copy => copy(shared, job).await,
+        JobKind::Fate => fate(shared).await,
         JobKind::Drill => drill(shared, job).await,
     }
 }
@@ -349,6 +350,58 @@ async fn copy(shared: &Shared, job: &JobSpec) -> Outcome {
     } else {
         Outcome::failed(detail)
     }
+}
+
+/// Runs the shared-fate analysis: a critical finding is an alert until it is fixed, and the counts
+/// are metrics. Findings are not job failures: the job failed only if it could not look.
+async fn fate(shared: &Shared) -> Outcome {
+    let config = &shared.ctx.config;
+    let analysis = crate::fate::analyse(
+        config,
+        &shared.drills,
+        Some(shared.catalog.as_ref()),
+        &crate::fate::s3::S3Inspector,
+        config.fate.probe,
+    )
+    .await;
+    let counts = analysis.counts();
+    shared
+        .metrics
+        .fate_findings(counts.critical, counts.warning, counts.info);
+    let mut open: Vec<String> = Vec::new();
+    for f in analysis
+        .findings
+        .iter()
+        .filter(|f| f.severity == crate::fate::Severity::Critical)
+    {
+        let key = AlertKind::FateCritical.key(&f.key());
+        let mut alert = Alert::new(
+            AlertKind::FateCritical,
+            Severity::Critical,
+            format!("{} ({}): {}", f.rule, f.subject(), f.evidence),
+        )
+        .with_key(key.clone())
+        .with_detail("rule", f.rule.to_string())
+        .with_detail("fix", f.fix.clone());
+        if let Some(source) = &f.source {
+            alert = alert.with_source(source.clone());
+        }
+        if let Some(repository) = &f.repository {
+            alert = alert.with_detail("repository", repository.clone());
+        }
+        shared.alerter.raise(alert);
+        open.push(key);
+    }
+    // Fixed since the last analysis: resolved.
+    for a in shared.alerter.open_alerts() {
+        if a.kind == AlertKind::FateCritical && !open.contains(&a.key) {
+            shared.alerter.resolve(&a.key);
+        }
+    }
+    Outcome::ok(format!(
+        "{} critical, {} warning, {} info finding(s)",
+        counts.critical, counts.warning, counts.info
+    ))
 }
 
 async fn drill(shared: &Shared, job: &JobSpec) -> Outcome {

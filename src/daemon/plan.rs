@@ -15,6 +15,8 @@ pub enum JobKind {
     Prune,
     Copy,
     Drill,
+    /// The shared-fate analysis of every source and repository.
+    Fate,
 }
 
 impl JobKind {
@@ -24,6 +26,7 @@ impl JobKind {
             JobKind::Verify => "verify",
             JobKind::Prune => "prune",
             JobKind::Copy => "copy",
+            JobKind::Fate => "fate",
             JobKind::Drill => "drill",
         }
     }
@@ -91,8 +94,23 @@ pub fn jobs(config: &Config, drills: &[DrillSpec]) -> Result<Vec<JobSpec>, Sched
             });
         }
     }
+    if let Some(schedule) = &config.fate.schedule {
+        jobs.push(fate_job(schedule.clone()));
+    }
     jobs.sort_by(|a, b| (a.kind, &a.target).cmp(&(b.kind, &b.target)));
     Ok(jobs)
+}
+
+/// The shared-fate analysis as a job: on `fate.schedule`, and once at every start.
+pub fn fate_job(schedule: Schedule) -> JobSpec {
+    JobSpec {
+        kind: JobKind::Fate,
+        target: "all".into(),
+        source: String::new(),
+        schedule,
+        ping: None,
+        routes: Vec::new(),
+    }
 }
 
 /// Per source, the strictest RTO and RPO among its drills: the targets it is held to (as `lifeboat sla`).

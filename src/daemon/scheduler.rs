@@ -51,6 +51,25 @@ pub async fn run(shared: Arc<Shared>, jobs: Vec<JobSpec>, mut stop: watch::Recei
         .collect();
 
     catch_up(&shared, &mut slots, &mut running, &cancel_rx).await;
+    // The shared-fate analysis runs at every start, so a daemon deployed next to its own backups
+    // says so at once rather than at the next scheduled analysis.
+    let fate = specs
+        .iter()
+        .find(|j| j.kind == super::plan::JobKind::Fate)
+        .cloned()
+        .unwrap_or_else(|| {
+            super::plan::fate_job(
+                crate::schedule::Schedule::parse("0 0 1 1 *", chrono_tz::Tz::UTC).expect("a valid schedule"),
+            )
+        });
+    spawn(
+        &shared,
+        &mut running,
+        &cancel_rx,
+        Arc::new(fate),
+        jiff::Timestamp::now(),
+        Start::OnTime,
+    );
     let mut exported = std::collections::BTreeMap::new();
 
     loop {

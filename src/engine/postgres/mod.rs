@@ -314,16 +314,21 @@ impl Engine for Postgres {
         cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            // Its own process group: `pg_restore --jobs` forks workers, and a cancelled restore must
+            // stop them too, not only the parent.
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| EngineError::ToolMissing {
             tool: "pg_restore".into(),
             detail: e.to_string(),
         })?;
         let stdin = child.stdin.take();
+        let group = tools::GroupGuard::new(child.id());
         Ok(RunningRestore {
             stdin,
             handle: Box::new(PgRestoreHandle {
                 child,
+                group,
                 password: self.endpoint.password.clone(),
             }),
         })
@@ -588,33 +593,38 @@ impl BackupHandle for PgDumpHandle {
 
 struct PgRestoreHandle {
     child: tokio::process::Child,
+    /// Kills pg_restore and its workers if the restore is dropped unfinished.
+    group: tools::GroupGuard,
     password: Option<secrecy::SecretString>,
 }
 
 #[async_trait]
 impl RestoreHandle for PgRestoreHandle {
     async fn finish(self: Box<Self>) -> Result<(), EngineError> {
-        let out = self
-            .child
-            .wait_with_output()
-            .await
-            .map_err(|e| EngineError::ToolFailed {
-                tool: "pg_restore".into(),
-                status: "unknown".into(),
-                stderr: e.to_string(),
-            })?;
+        let PgRestoreHandle {
+            child,
+            mut group,
+            password,
+        } = *self;
+        let out = child.wait_with_output().await.map_err(|e| EngineError::ToolFailed {
+            tool: "pg_restore".into(),
+            status: "unknown".into(),
+            stderr: e.to_string(),
+        })?;
+        group.disarm();
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(EngineError::ToolFailed {
                 tool: "pg_restore".into(),
                 status: tools::describe_status(out.status),
-                stderr: tools::scrub(&tools::tail(&stderr, 2000), self.password.as_ref()),
+                stderr: tools::scrub(&tools::tail(&stderr, 2000), password.as_ref()),
             });
         }
         Ok(())
     }
 
     async fn abort(mut self: Box<Self>) {
+        self.group.kill();
         let _ = self.child.kill().await;
     }
 }

@@ -53,6 +53,33 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Kills a child's whole process group (the child started with `process_group(0)`, so the group id
+/// is its pid) when dropped armed: a tool that forks workers leaves none behind when cancelled.
+pub struct GroupGuard(Option<nix::unistd::Pid>);
+
+impl GroupGuard {
+    pub fn new(pid: Option<u32>) -> GroupGuard {
+        GroupGuard(pid.map(|p| nix::unistd::Pid::from_raw(p as i32)))
+    }
+
+    /// The tool finished on its own: nothing to kill.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(group) = self.0.take() {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Reads a child's stderr on its own thread so a chatty tool can never block on a full pipe.
 pub fn collect_stderr(mut stderr: ChildStderr) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
