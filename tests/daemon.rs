@@ -37,8 +37,8 @@ fn write_config(ws: &Workspace, dsn: &str, source_extra: &str, extra: &str) {
     std::fs::create_dir_all(ws.path().join("drills")).unwrap();
 }
 
-fn init(ws: &Workspace) {
-    let o = ws.run(&["init"], &[]);
+fn init(ws: &Workspace, env: &[(&str, &str)]) {
+    let o = ws.run(&["init"], env);
     assert!(o.status.success(), "{}", all_output(&o));
 }
 
@@ -250,23 +250,46 @@ impl Receiver {
 
 const WEBHOOK_ROUTE: &str = "alerts:\n  sinks:\n    hook:\n      kind: webhook\n      url_env: TEST_HOOK_URL\n  routes:\n    all:\n      sinks: [hook]\n      min_severity: info\n";
 
+/// The daemon as the issue describes it: real PostgreSQL, the loopback S3 server, second-level
+/// schedules; backups, verification and a drill happen, and the metrics show them.
 #[tokio::test(flavor = "multi_thread")]
-async fn scheduled_backups_serve_metrics_and_health_and_stop_cleanly() {
+async fn scheduled_backups_verify_and_drills_on_s3_serve_metrics_and_health_and_stop_cleanly() {
     let source = source_cluster().await;
     let monitor = Receiver::start().await;
     let ping_url = format!("{}/ping/backup-rental", monitor.base());
+    let bucket = unique_name("lbdaemon");
+    support::create_bucket(&bucket).await;
     let ws = Workspace::new();
-    write_config(
-        &ws,
-        &source.dsn("rental"),
-        "    schedule:\n      backup: \"*/2 * * * * *\"\n      verify: \"*/3 * * * * *\"\n    pings:\n      backup: { url_env: TEST_PING_URL }\n",
-        "daemon:\n  listen: 127.0.0.1:0\n",
-    );
-    init(&ws);
-    let mut daemon = Daemon::start(&ws, "daemon", &[("TEST_PING_URL", ping_url.as_str())]);
+    std::fs::create_dir_all(ws.path().join("drills")).unwrap();
+    ws.write_config(&format!(
+        "state_dir: {state}\ndrills_dir: {drills}\nrepositories:\n  offsite:\n    url: s3://{bucket}/lifeboat\n    \
+         endpoint: {endpoint}\n    access_key_id_env: LB_S3_KEY\n    secret_access_key_env: LB_S3_SECRET\n\
+         sources:\n  rental:\n    kind: postgres\n    dsn: \"{dsn}\"\n    environment: staging\n    repository: offsite\n    \
+         schedule:\n      backup: \"*/2 * * * * *\"\n      verify: \"*/3 * * * * *\"\n    \
+         pings:\n      backup: {{ url_env: TEST_PING_URL }}\n\
+         daemon:\n  listen: 127.0.0.1:0\n",
+        state = ws.path().join("state").display(),
+        drills = ws.path().join("drills").display(),
+        endpoint = support::s3_endpoint(),
+        dsn = source.dsn("rental"),
+    ));
+    std::fs::write(
+        ws.path().join("drills/nightly.yaml"),
+        "name: nightly\nsource: rental\nschedule: \"*/5 * * * * *\"\nscratch:\n  kind: ephemeral\n\
+         sla: { rto: 10m, rpo: 1h }\nchecks:\n  - fingerprint: true\n",
+    )
+    .unwrap();
+    let env = [
+        ("LB_S3_KEY", "lifeboat-test"),
+        ("LB_S3_SECRET", "lifeboat-test-secret"),
+        ("TEST_PING_URL", ping_url.as_str()),
+    ];
+    init(&ws, &env);
+    let mut daemon = Daemon::start(&ws, "daemon", &env);
 
-    let taken = wait_for_snapshots(&ws, &[], 2, Duration::from_secs(40));
+    let taken = wait_for_snapshots(&ws, &env, 2, Duration::from_secs(40));
     daemon.wait_for_log("verify:rental: ok", Duration::from_secs(20));
+    daemon.wait_for_log("drill:nightly: ok", Duration::from_secs(60));
 
     let (status, text) = daemon.get("/metrics").await;
     assert_eq!(status, 200);
@@ -279,6 +302,18 @@ async fn scheduled_backups_serve_metrics_and_health_and_stop_cleanly() {
     assert!(now - last < 30.0, "last success {last} is not recent (now {now})");
     let rpo = metric(&text, "lifeboat_rpo_seconds{source=\"rental\"}").expect("rpo series");
     assert!((0.0..30.0).contains(&rpo), "rpo {rpo}");
+    assert_eq!(
+        metric(&text, "lifeboat_sla_rpo_seconds{source=\"rental\"}"),
+        Some(3600.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "lifeboat_drill_verdict{drill=\"nightly\",verdict=\"pass\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    let rto = metric(&text, "lifeboat_drill_rto_seconds{drill=\"nightly\",phase=\"total\"}").expect("drill RTO");
+    assert!(rto > 0.0 && rto < 600.0, "{rto}");
     assert!(
         text.contains("lifeboat_job_duration_seconds_count{kind=\"backup\"}"),
         "no backup job histogram:\n{text}"
@@ -302,13 +337,14 @@ async fn scheduled_backups_serve_metrics_and_health_and_stop_cleanly() {
     assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
 
     // What it did is in the catalog: the job table and the snapshots, each one restorable.
-    let jobs = json(&ws, &["jobs"], &[]);
+    let jobs = json(&ws, &["jobs"], &env);
     let backup = job(&jobs, "backup:rental");
     assert_eq!(backup["last_outcome"], "ok", "{jobs}");
     assert!(backup["running_on"].is_null(), "{jobs}");
     assert_eq!(job(&jobs, "verify:rental")["last_outcome"], "ok", "{jobs}");
+    assert_eq!(job(&jobs, "drill:nightly")["last_outcome"], "ok", "{jobs}");
     let id = taken[0]["id"].as_str().unwrap();
-    let o = ws.run(&["verify", id, "--read-data"], &[]);
+    let o = ws.run(&["verify", id, "--read-data"], &env);
     assert!(o.status.success(), "{}", all_output(&o));
 }
 
@@ -333,7 +369,7 @@ async fn two_daemons_sharing_a_postgres_catalog_run_each_occurrence_once() {
         "    schedule:\n      backup: \"*/2 * * * * *\"\n",
         "catalog:\n  url_env: LIFEBOAT_CATALOG_URL\ndaemon:\n  listen: 127.0.0.1:0\n  lease: 30s\n",
     );
-    init(&ws);
+    init(&ws, &[]);
     let a = Daemon::start(&ws, "a", &env);
     let b = Daemon::start(&ws, "b", &env);
     std::thread::sleep(Duration::from_secs(9));
@@ -399,7 +435,7 @@ async fn missed_runs_are_caught_up_within_the_window_and_reported_beyond_it() {
         )
     };
     config("prune", "6h");
-    init(&ws);
+    init(&ws, &[]);
     // The daemon last took care of the hourly backup three hours ago: three runs were missed.
     let now = jiff::Timestamp::now();
     seed_job(&ws, "backup:rental", now - jiff::SignedDuration::from_hours(3)).await;
@@ -534,7 +570,7 @@ async fn a_failing_backup_alerts_once_by_webhook_and_email_and_resolves_when_the
             ),
         ),
     );
-    init(&ws);
+    init(&ws, &[]);
     let mut daemon = Daemon::start(&ws, "daemon", &env);
     let alert = hook
         .wait_for("a backup_failed alert", |v| v["kind"] == "backup_failed")
@@ -596,7 +632,7 @@ async fn sigterm_mid_backup_exits_cleanly_and_leaves_a_verifiable_repository() {
         "    schedule:\n      backup: \"*/2 * * * * *\"\n",
         "daemon:\n  listen: 127.0.0.1:0\n  shutdown_grace: 1s\n",
     );
-    init(&ws);
+    init(&ws, &[]);
     let o = ws.run(&["backup", "rental"], &[]);
     assert!(o.status.success(), "{}", all_output(&o));
     // Hold a table so that the next backup, once its snapshot is exported, waits inside pg_dump.
@@ -680,7 +716,7 @@ async fn sigterm_cancels_a_running_drill_after_the_grace_period_and_leaves_no_sc
         "name: nightly\nsource: rental\nschedule: \"*/2 * * * * *\"\nscratch:\n  kind: ephemeral\nchecks:\n  - fingerprint: true\n",
     )
     .unwrap();
-    init(&ws);
+    init(&ws, &[]);
     let o = ws.run(&["backup", "rental"], &[]);
     assert!(o.status.success(), "{}", all_output(&o));
     // The drill's scratch cluster goes here (the postgres user must be able to reach it).
