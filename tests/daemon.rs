@@ -351,16 +351,8 @@ async fn scheduled_backups_verify_and_drills_on_s3_serve_metrics_and_health_and_
 #[tokio::test(flavor = "multi_thread")]
 async fn two_daemons_sharing_a_postgres_catalog_run_each_occurrence_once() {
     let source = source_cluster().await;
-    // The shared catalog: a database on the machine's PostgreSQL.
-    let name = unique_name("lbcat").replace('-', "_");
-    let admin = "postgres://postgres@127.0.0.1:5432/postgres";
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-d", admin, "-c", &format!("create database {name}")])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let catalog_url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-    let env = [("LIFEBOAT_CATALOG_URL", catalog_url.as_str())];
+    let catalog = SharedCatalog::create();
+    let env = [("LIFEBOAT_CATALOG_URL", catalog.url.as_str())];
 
     let ws = Workspace::new();
     write_config(
@@ -395,18 +387,81 @@ async fn two_daemons_sharing_a_postgres_catalog_run_each_occurrence_once() {
         let gap = pair[1].duration_since(pair[0]).as_secs_f64();
         assert!(gap > 1.0, "two runs {gap:.2}s apart: {pair:?}\n{la}\n{lb}");
     }
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-d",
-            admin,
-            "-c",
-            &format!("drop database {name} with (force)"),
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A catalog database on the machine's PostgreSQL for daemons to share; dropped afterwards.
+struct SharedCatalog {
+    name: String,
+    url: String,
+}
+
+const ADMIN_DSN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+impl SharedCatalog {
+    fn create() -> SharedCatalog {
+        let name = unique_name("lbcat").replace('-', "_");
+        let out = Command::new("psql")
+            .args(["-X", "-q", "-d", ADMIN_DSN, "-c", &format!("create database {name}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
+        SharedCatalog { name, url }
+    }
+}
+
+impl Drop for SharedCatalog {
+    fn drop(&mut self) {
+        let sql = format!("drop database if exists {} with (force)", self.name);
+        let _ = Command::new("psql")
+            .args(["-X", "-q", "-d", ADMIN_DSN, "-c", &sql])
+            .output();
+    }
+}
+
+/// Every daemon watches the RPO, but only one alerts on it: two daemons on one catalog send one page.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_daemons_on_one_catalog_page_once_for_a_breached_rpo() {
+    let source = source_cluster().await;
+    let catalog = SharedCatalog::create();
+    let hook = Receiver::start().await;
+    let env = [
+        ("LIFEBOAT_CATALOG_URL", catalog.url.as_str()),
+        ("TEST_HOOK_URL", hook.url.as_str()),
+    ];
+    let ws = Workspace::new();
+    write_config(
+        &ws,
+        &source.dsn("rental"),
+        "",
+        &format!("catalog:\n  url_env: LIFEBOAT_CATALOG_URL\ndaemon:\n  listen: 127.0.0.1:0\n{WEBHOOK_ROUTE}"),
+    );
+    // The SLA allows one second of data loss; the only backup is older than that by the time the
+    // daemons look.
+    std::fs::write(
+        ws.path().join("drills/nightly.yaml"),
+        "name: nightly\nsource: rental\nscratch:\n  kind: ephemeral\nsla: { rto: 10m, rpo: 1s }\nchecks:\n  - fingerprint: true\n",
+    )
+    .unwrap();
+    init(&ws, &env);
+    let o = ws.run(&["backup", "rental"], &env);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let a = Daemon::start(&ws, "a", &env);
+    let b = Daemon::start(&ws, "b", &env);
+    hook.wait_for("an rpo_breached alert", |v| v["kind"] == "rpo_breached")
+        .await;
+    // Both daemons tick at least twice more.
+    std::thread::sleep(Duration::from_secs(35));
+    let (sa, la) = a.stop(Duration::from_secs(60));
+    let (sb, lb) = b.stop(Duration::from_secs(60));
+    assert_eq!((sa.code(), sb.code()), (Some(0), Some(0)), "{la}\n{lb}");
+    let pages: Vec<Value> = hook
+        .received()
+        .into_iter()
+        .filter(|v| v["kind"] == "rpo_breached")
+        .collect();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(pages[0]["status"], "firing");
 }
 
 /// Marks `job` as taken care of up to `due`, as a daemon that ran then would have.

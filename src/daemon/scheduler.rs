@@ -74,7 +74,8 @@ pub async fn run(shared: Arc<Shared>, jobs: Vec<JobSpec>, mut stop: watch::Recei
 
     loop {
         shared.health.beat("scheduler", TICK * 4);
-        super::watch::evaluate(&shared, &specs).await;
+        let watching = hold_watch(&shared).await;
+        super::watch::evaluate(&shared, &specs, watching).await;
         export_alert_deliveries(&shared, &mut exported);
         let now = jiff::Timestamp::now();
         for slot in slots.iter_mut() {
@@ -96,6 +97,7 @@ pub async fn run(shared: Arc<Shared>, jobs: Vec<JobSpec>, mut stop: watch::Recei
         }
     }
 
+    release_watch(&shared).await;
     let grace = shared.ctx.config.daemon.shutdown_grace;
     while running.try_join_next().is_some() {}
     if !running.is_empty() {
@@ -114,6 +116,49 @@ pub async fn run(shared: Arc<Shared>, jobs: Vec<JobSpec>, mut stop: watch::Recei
             while running.join_next().await.is_some() {}
         }
     }
+}
+
+/// The pseudo-job whose lease says which daemon alerts on the RPO.
+const WATCH: &str = "watch:rpo";
+
+/// The RPO watch runs in every daemon (each keeps its metrics current), but only the daemon holding
+/// the `watch:rpo` lease alerts on it: several daemons sharing a catalog would otherwise each send
+/// the same page, since each keeps its own open alerts. The holder renews the lease every tick and
+/// keeps it; another daemon takes over once it lapses (the holder died) or is released (it stopped).
+async fn hold_watch(shared: &Shared) -> bool {
+    let now = jiff::Timestamp::now();
+    let until = now + TICK * 3;
+    match shared.catalog.renew_job(WATCH, &shared.owner, until).await {
+        Ok(true) => return true,
+        Ok(false) => {}
+        Err(e) => {
+            // Without the catalog nobody can agree; alerting twice beats not alerting.
+            tracing::warn!("cannot renew the RPO watch: {e}; alerting from this daemon");
+            return true;
+        }
+    }
+    let claim = JobClaim {
+        job: WATCH.into(),
+        due: now,
+        owner: shared.owner.clone(),
+        now,
+        lease_until: until,
+    };
+    shared.catalog.claim_job(&claim).await.unwrap_or(true)
+}
+
+/// Gives the RPO watch up, so that another daemon takes it at its next tick.
+async fn release_watch(shared: &Shared) {
+    let _ = shared
+        .catalog
+        .finish_job(&JobDone {
+            job: WATCH.into(),
+            owner: shared.owner.clone(),
+            finished_at: jiff::Timestamp::now(),
+            outcome: "ok".into(),
+            detail: Some("released at shutdown".into()),
+        })
+        .await;
 }
 
 /// Carries the alerter's per-sink counters over to the metrics: `exported` holds what was already

@@ -45,8 +45,9 @@ pub fn rpo_state(
     }
 }
 
-/// Looks at every source once: metrics for the newest point, alerts for RPO.
-pub(crate) async fn evaluate(shared: &Shared, jobs: &[JobSpec]) {
+/// Looks at every source once: metrics for the newest point and, with `alerting`, alerts for the
+/// RPO. Every daemon keeps its own metrics current; only one at a time alerts (see the scheduler).
+pub(crate) async fn evaluate(shared: &Shared, jobs: &[JobSpec], alerting: bool) {
     let now = jiff::Timestamp::now();
     for source in shared.ctx.config.sources.values() {
         let newest = match shared
@@ -67,6 +68,9 @@ pub(crate) async fn evaluate(shared: &Shared, jobs: &[JobSpec]) {
         shared.health.ok("catalog");
         if let Some(s) = &newest {
             shared.metrics.restorable_point(&source.name, s.started_at);
+        }
+        if !alerting {
+            continue;
         }
         let Some(rpo) = shared.targets.get(&source.name).and_then(|t| t.rpo) else {
             continue;
