@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::Shared;
 use super::plan::{JobKind, JobSpec};
 use crate::alert::{Alert, AlertKind, Severity};
-use crate::catalog::{DrillRunFilter, RunKind, RunRecord, RunStatus, SnapshotFilter};
+use crate::catalog::{DrillRunFilter, RunKind, RunRecord, RunStatus};
 use crate::cli::{drill_cmds, repo_cmds};
 use crate::drill::result::Verdict;
 use crate::drill::sla::percentile;
@@ -125,16 +125,7 @@ async fn verify(shared: &Shared, job: &JobSpec) -> Outcome {
         }
     };
     shared.alerter.resolve(&unreachable);
-    let newest = shared
-        .catalog
-        .snapshots(&SnapshotFilter {
-            source: Some(source.clone()),
-            repository: Some(repository.clone()),
-            limit: Some(1),
-        })
-        .await
-        .ok()
-        .and_then(|mut v| v.pop());
+    let newest = shared.newest_snapshot(source, &repository).await.ok().flatten();
     let mut problems = Vec::new();
     let structure = repo.verify(None, false, &NoProgress).await;
     let data = match &newest {

@@ -39,6 +39,22 @@ pub(crate) struct Shared {
     pub targets: BTreeMap<String, plan::Targets>,
 }
 
+impl Shared {
+    /// The newest snapshot of `source` in `repository` the catalog knows: the newest restorable point.
+    pub async fn newest_snapshot(
+        &self,
+        source: &str,
+        repository: &str,
+    ) -> Result<Option<crate::catalog::SnapshotRecord>, crate::catalog::CatalogError> {
+        let filter = SnapshotFilter {
+            source: Some(source.to_string()),
+            repository: Some(repository.to_string()),
+            limit: Some(1),
+        };
+        Ok(self.catalog.snapshots(&filter).await?.pop())
+    }
+}
+
 /// Runs until `stop` resolves (SIGTERM/SIGINT in the CLI), then stops as the scheduler describes.
 pub async fn run(
     ctx: Context,
@@ -135,17 +151,9 @@ async fn seed_metrics(shared: &Shared) {
         }
     }
     for source in shared.ctx.config.sources.values() {
-        let newest = shared
-            .catalog
-            .snapshots(&SnapshotFilter {
-                source: Some(source.name.clone()),
-                repository: Some(source.repository.clone()),
-                limit: Some(1),
-            })
-            .await;
-        if let Ok(Some(s)) = newest.map(|mut v| v.pop()) {
+        // The newest restorable point is set by the scheduler's first RPO watch, right after.
+        if let Ok(Some(s)) = shared.newest_snapshot(&source.name, &source.repository).await {
             shared.metrics.backup_succeeded(&source.name, s.finished_at, 0, 0);
-            shared.metrics.restorable_point(&source.name, s.started_at);
         }
     }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use super::Shared;
 use super::plan::{JobKind, JobSpec};
 use crate::alert::{Alert, AlertKind, Severity};
-use crate::catalog::SnapshotFilter;
 
 /// Without a backup schedule to reason about, a source is at risk once its newest point has used
 /// this share of the RPO.
@@ -50,16 +49,8 @@ pub fn rpo_state(
 pub(crate) async fn evaluate(shared: &Shared, jobs: &[JobSpec], alerting: bool) {
     let now = jiff::Timestamp::now();
     for source in shared.ctx.config.sources.values() {
-        let newest = match shared
-            .catalog
-            .snapshots(&SnapshotFilter {
-                source: Some(source.name.clone()),
-                repository: Some(source.repository.clone()),
-                limit: Some(1),
-            })
-            .await
-        {
-            Ok(mut v) => v.pop(),
+        let newest = match shared.newest_snapshot(&source.name, &source.repository).await {
+            Ok(newest) => newest,
             Err(e) => {
                 shared.health.failing("catalog", format!("cannot read snapshots: {e}"));
                 return;
