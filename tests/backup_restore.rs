@@ -4,24 +4,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lifeboat::engine::Endpoint;
-use lifeboat::engine::postgres::Postgres;
-use lifeboat::scratch::{EphemeralOptions, EphemeralPostgres};
-use support::cli::{Workspace, all_output, load_rental};
-
-async fn cluster() -> EphemeralPostgres {
-    EphemeralPostgres::start(&EphemeralOptions::default())
-        .await
-        .expect("start scratch cluster")
-}
-
-fn engine(c: &EphemeralPostgres, db: &str) -> Postgres {
-    Postgres::new(Endpoint {
-        dsn: url::Url::parse(&c.dsn(db)).unwrap(),
-        password: None,
-        bin_dir: Some(c.bin_dir().to_path_buf()),
-    })
-}
+use lifeboat::scratch::EphemeralPostgres;
+use support::cli::{Workspace, all_output, cluster, engine, load_rental};
 
 fn json(o: &std::process::Output) -> serde_json::Value {
     assert!(o.status.success(), "lifeboat failed: {}", all_output(o));

@@ -10,23 +10,9 @@ use futures::TryStreamExt;
 use lifeboat::engine::Endpoint;
 use lifeboat::engine::postgres::Postgres;
 use lifeboat::repo::{Keys, Repository};
-use lifeboat::scratch::{EphemeralOptions, EphemeralPostgres};
+use lifeboat::scratch::EphemeralPostgres;
 use object_store::ObjectStore;
-use support::cli::{Workspace, all_output, load_rental};
-
-async fn cluster() -> EphemeralPostgres {
-    EphemeralPostgres::start(&EphemeralOptions::default())
-        .await
-        .expect("start scratch cluster")
-}
-
-fn engine(c: &EphemeralPostgres, db: &str) -> Postgres {
-    Postgres::new(Endpoint {
-        dsn: url::Url::parse(&c.dsn(db)).unwrap(),
-        password: None,
-        bin_dir: Some(c.bin_dir().to_path_buf()),
-    })
-}
+use support::cli::{Workspace, all_output, cluster, engine, load_rental};
 
 fn json(o: &std::process::Output) -> serde_json::Value {
     assert!(o.status.success(), "lifeboat failed: {}", all_output(o));

@@ -105,3 +105,21 @@ pub async fn load_rental(cluster: &lifeboat::scratch::EphemeralPostgres, databas
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A throwaway PostgreSQL cluster on a Unix socket.
+#[allow(dead_code)]
+pub async fn cluster() -> lifeboat::scratch::EphemeralPostgres {
+    lifeboat::scratch::EphemeralPostgres::start(&lifeboat::scratch::EphemeralOptions::default())
+        .await
+        .expect("start scratch cluster")
+}
+
+/// The PostgreSQL engine for `database` of a scratch cluster.
+#[allow(dead_code)]
+pub fn engine(c: &lifeboat::scratch::EphemeralPostgres, database: &str) -> lifeboat::engine::postgres::Postgres {
+    lifeboat::engine::postgres::Postgres::new(lifeboat::engine::Endpoint {
+        dsn: url::Url::parse(&c.dsn(database)).unwrap(),
+        password: None,
+        bin_dir: Some(c.bin_dir().to_path_buf()),
+    })
+}
