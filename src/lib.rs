@@ -4,9 +4,11 @@
 //! `engine`, `repo`, `storage` and `catalog` know nothing of the CLI.
 
 pub mod alert;
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod drill;
 pub mod engine;

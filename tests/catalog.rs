@@ -153,6 +153,9 @@ suite! {
         job_occurrence_is_claimed_once,
         job_lease_blocks_overlap_until_it_expires,
         job_skip_is_reported_once,
+        audit_log_chains_every_entry_once_under_concurrent_appends,
+        approval_updates_are_compare_and_set,
+        tokens_and_settings_round_trip,
     ],
     target: [
         reopen_keeps_data_and_migrates_idempotently,
@@ -1089,7 +1092,7 @@ async fn drill_runs_migration_applies_on_top_of_schema_1(target: &CatalogTarget)
     cat.close().await;
 
     let mut raw = Raw::connect(target).await;
-    assert_eq!(raw.applied_migrations().await, [1, 2, 3]);
+    assert_eq!(raw.applied_migrations().await, [1, 2, 3, 4]);
     raw.close().await;
 
     // And again: nothing more to apply, nothing lost.
@@ -1350,4 +1353,99 @@ async fn job_skip_is_reported_once(cat: &dyn Catalog) {
     let job = cat.jobs().await.unwrap().remove(0);
     assert_eq!(job.owner.as_deref(), Some("a"));
     assert_eq!(job.last_due, Some(t(300)));
+}
+
+// ---- the control plane's tables
+
+async fn audit_log_chains_every_entry_once_under_concurrent_appends(cat: &dyn Catalog) {
+    let chain = |prev: &str, seq: i64, body: &str| format!("{prev}|{seq}|{body}").len().to_string() + body;
+    let appends = (0..40).map(|i| {
+        let body = format!("{{\"n\":{i}}}");
+        let chain = &chain;
+        async move { cat.append_audit(ts(1_700_000_000 + i, 0), &body, chain).await.unwrap() }
+    });
+    let rows = futures::future::join_all(appends).await;
+    let mut seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    seqs.sort();
+    assert_eq!(
+        seqs,
+        (1..=40).collect::<Vec<_>>(),
+        "one entry per append, numbered without gaps"
+    );
+    let stored = cat.audit(0, 1000).await.unwrap();
+    assert_eq!(stored.len(), 40);
+    assert_eq!(stored[0].prev_hash, lifeboat::catalog::GENESIS);
+    for pair in stored.windows(2) {
+        assert_eq!(
+            pair[1].prev_hash, pair[0].hash,
+            "entry {} links to the one before",
+            pair[1].seq
+        );
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+    }
+    for r in &stored {
+        assert_eq!(r.hash, chain(&r.prev_hash, r.seq, &r.body), "hash of entry {}", r.seq);
+    }
+    assert_eq!(cat.audit(38, 10).await.unwrap().len(), 2);
+    assert_eq!(cat.audit(0, 5).await.unwrap().len(), 5);
+}
+
+async fn approval_updates_are_compare_and_set(cat: &dyn Catalog) {
+    use lifeboat::catalog::StoredApproval;
+    let a = StoredApproval {
+        id: "apr_1".into(),
+        state: "pending".into(),
+        version: 1,
+        created_at: ts(1_700_000_000, 0),
+        body: "{}".into(),
+    };
+    cat.insert_approval(&a).await.unwrap();
+    assert!(cat.insert_approval(&a).await.is_err(), "ids are unique");
+    let approved = StoredApproval {
+        state: "approved".into(),
+        version: 2,
+        body: "{\"x\":1}".into(),
+        ..a.clone()
+    };
+    assert!(cat.update_approval(&approved, 1).await.unwrap());
+    // A second decider that read version 1 loses.
+    let denied = StoredApproval {
+        state: "denied".into(),
+        version: 2,
+        ..a.clone()
+    };
+    assert!(!cat.update_approval(&denied, 1).await.unwrap());
+    assert_eq!(cat.approval("apr_1").await.unwrap().unwrap(), approved);
+    assert_eq!(cat.approvals(Some("approved")).await.unwrap().len(), 1);
+    assert!(cat.approvals(Some("pending")).await.unwrap().is_empty());
+    assert_eq!(cat.approvals(None).await.unwrap().len(), 1);
+    assert!(cat.approval("apr_2").await.unwrap().is_none());
+}
+
+async fn tokens_and_settings_round_trip(cat: &dyn Catalog) {
+    use lifeboat::catalog::StoredToken;
+    let t = StoredToken {
+        id: "abc".into(),
+        secret_hash: "00ff".into(),
+        body: "{\"name\":\"alice\"}".into(),
+    };
+    cat.insert_token(&t).await.unwrap();
+    assert!(cat.insert_token(&t).await.is_err(), "ids are unique");
+    assert_eq!(cat.token("abc").await.unwrap().unwrap(), t);
+    assert!(cat.update_token("abc", "{}").await.unwrap());
+    assert!(!cat.update_token("nope", "{}").await.unwrap());
+    assert_eq!(cat.tokens().await.unwrap()[0].body, "{}");
+
+    cat.set_setting("retention:orders", Some("{\"a\":1}")).await.unwrap();
+    cat.set_setting("retention:orders", Some("{\"a\":2}")).await.unwrap();
+    cat.set_setting("disabled:route:x", Some("{}")).await.unwrap();
+    assert_eq!(
+        cat.settings().await.unwrap(),
+        vec![
+            ("disabled:route:x".to_string(), "{}".to_string()),
+            ("retention:orders".to_string(), "{\"a\":2}".to_string()),
+        ]
+    );
+    cat.set_setting("disabled:route:x", None).await.unwrap();
+    assert_eq!(cat.settings().await.unwrap().len(), 1);
 }

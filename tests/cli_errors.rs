@@ -554,7 +554,7 @@ async fn restore_refuses_a_non_empty_target() {
     let before = ws.repo_listing();
     let o = ws.run(&["restore", &id, "--into-dsn", &pg.dsn("occupied"), "--jobs", "1"], &[]);
     assert_exit(&o, REFUSED, "restore into a non-empty database");
-    assert_stderr_has(&o, &["refused", "occupied", "not empty", "public.leftover"]);
+    assert_stderr_has(&o, &["needs approval", "occupied", "not empty", "public.leftover"]);
     assert_fix(&o);
     assert_repo_unchanged(&ws, &before, "a refused restore");
     // The target is untouched: still just `leftover`, with its row.
@@ -585,7 +585,7 @@ async fn restore_refuses_the_source_itself() {
         (
             pg.dsn("rental"),
             "restore over the source's own DSN",
-            "is the source `rental` itself",
+            "it is the source `rental` itself",
         ),
         (
             disguised,
@@ -595,7 +595,7 @@ async fn restore_refuses_the_source_itself() {
     ] {
         let o = ws.run(&["restore", &id, "--into-dsn", &dsn, "--jobs", "1"], &[]);
         assert_exit(&o, REFUSED, what);
-        assert_stderr_has(&o, &["refused", reason, "rental"]);
+        assert_stderr_has(&o, &["needs approval", reason, "rental"]);
         assert_fix(&o);
         assert_repo_unchanged(&ws, &before, what);
         assert_eq!(cars_checksum(&pg, "rental").await, sum, "{what}: source data changed");

@@ -4,9 +4,8 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use lifeboat::catalog::{self, CatalogTarget};
 use lifeboat::scratch::{EphemeralOptions, EphemeralPostgres};
 use serde_json::Value;
 use support::cli::{Workspace, all_output, load_rental};
+use support::daemon::Daemon;
 use support::unique_name;
 
 async fn source_cluster() -> EphemeralPostgres {
@@ -48,104 +48,6 @@ fn json(ws: &Workspace, args: &[&str], env: &[(&str, &str)]) -> Value {
     let o = ws.run(&all, env);
     assert!(o.status.success(), "{}", all_output(&o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", all_output(&o)))
-}
-
-/// A running `lifeboat daemon`, its log in a file.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-    addr: String,
-}
-
-impl Daemon {
-    fn start(ws: &Workspace, name: &str, env: &[(&str, &str)]) -> Daemon {
-        let log = ws.path().join(format!("{name}.log"));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
-        cmd.arg("--config")
-            .arg(ws.config_path())
-            .arg("daemon")
-            .env_remove("LIFEBOAT_CONFIG")
-            .env("LIFEBOAT_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("start lifeboat daemon");
-        let mut d = Daemon {
-            child,
-            log,
-            addr: String::new(),
-        };
-        let marker = "serving /metrics and /healthz on http://";
-        let line = d.wait_for_log(marker, Duration::from_secs(30));
-        let rest = &line[line.find(marker).unwrap() + marker.len()..];
-        d.addr = rest.split(';').next().unwrap().trim().to_string();
-        d
-    }
-
-    fn log_text(&self) -> String {
-        let mut s = String::new();
-        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut s));
-        s
-    }
-
-    /// The first log line containing `needle`, waiting for it.
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(line) = self.log_text().lines().find(|l| l.contains(needle)) {
-                return line.to_string();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the daemon exited ({status}) before logging {needle:?}:\n{}",
-                    self.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not log {needle:?} within {timeout:?}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = reqwest::get(format!("http://{}{path}", self.addr)).await.expect("GET");
-        (r.status().as_u16(), r.text().await.unwrap())
-    }
-
-    /// SIGTERM, then the exit status and the whole log.
-    fn stop(mut self, timeout: Duration) -> (ExitStatus, String) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.log_text());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "the daemon did not stop within {timeout:?} of SIGTERM:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn snapshots(ws: &Workspace, env: &[(&str, &str)]) -> Vec<Value> {

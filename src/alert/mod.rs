@@ -154,6 +154,7 @@ pub use config::{
 pub use deadman::{DeadManConfig, DeadManPing};
 pub use event::{Alert, AlertKind, Severity};
 pub use payload::WEBHOOK_PAYLOAD_VERSION;
+pub(crate) use route::glob_match;
 pub use state::{OpenAlert, SendReason};
 pub use worker::SinkStats;
 

@@ -16,11 +16,13 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod control;
 mod error;
 mod postgres;
 mod rows;
 mod sqlite;
 
+pub use control::{AuditRow, ChainHash, GENESIS, StoredApproval, StoredToken};
 pub use error::{CatalogError, MAX_CANDIDATES, redact_url};
 
 /// Shortest prefix [`Catalog::snapshot`] accepts: shorter ones match too much to be meant.
@@ -128,6 +130,38 @@ pub trait Catalog: Send + Sync {
 
     /// Newest first (by started_at, then id), at most `limit`.
     async fn drill_runs(&self, filter: &DrillRunFilter) -> Result<Vec<DrillRunRecord>, CatalogError>;
+
+    // The control plane (`crate::control` owns the documents).
+
+    /// Stores a new token; its id must be new.
+    async fn insert_token(&self, t: &StoredToken) -> Result<(), CatalogError>;
+    async fn token(&self, id: &str) -> Result<Option<StoredToken>, CatalogError>;
+    /// By id.
+    async fn tokens(&self) -> Result<Vec<StoredToken>, CatalogError>;
+    /// Replaces a token's document (e.g. to revoke it); false when there is no such token.
+    async fn update_token(&self, id: &str, body: &str) -> Result<bool, CatalogError>;
+
+    /// Stores a new approval request; its id must be new.
+    async fn insert_approval(&self, a: &StoredApproval) -> Result<(), CatalogError>;
+    async fn approval(&self, id: &str) -> Result<Option<StoredApproval>, CatalogError>;
+    /// Newest first, optionally only those in `state`.
+    async fn approvals(&self, state: Option<&str>) -> Result<Vec<StoredApproval>, CatalogError>;
+    /// Writes `a` (state, version, body) only if the stored request is still at `expected_version`:
+    /// a compare-and-set, so that of two processes deciding or executing the same request at once
+    /// exactly one succeeds. False when another got there first.
+    async fn update_approval(&self, a: &StoredApproval, expected_version: i64) -> Result<bool, CatalogError>;
+
+    /// Appends an entry to the audit log in one transaction that holds the log alone: the entry gets
+    /// the next sequence number, the previous entry's hash, and `chain(prev_hash, seq, body)` as its
+    /// own hash. Nothing updates or deletes entries.
+    async fn append_audit(&self, at: jiff::Timestamp, body: &str, chain: &ChainHash) -> Result<AuditRow, CatalogError>;
+    /// Entries with `seq > after`, in order, at most `limit`.
+    async fn audit(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>, CatalogError>;
+
+    /// Sets (`Some`) or removes (`None`) a setting changed through the control plane.
+    async fn set_setting(&self, key: &str, body: Option<&str>) -> Result<(), CatalogError>;
+    /// Every setting, by key.
+    async fn settings(&self) -> Result<Vec<(String, String)>, CatalogError>;
 
     /// Closes the connections now (rather than whenever the value is dropped), so that SQLite can
     /// checkpoint its WAL and PostgreSQL sees the sessions end. Later calls fail.

@@ -115,6 +115,25 @@ impl SqliteCatalog {
     }
 }
 
+impl SqliteCatalog {
+    super::control::control_methods!();
+
+    /// SQLite numbers parameters `?N` where the shared SQL writes PostgreSQL's `$N`.
+    fn sql(&self, text: &'static str) -> sqlx::AssertSqlSafe<String> {
+        // Safe: the text is a literal from control_methods!, never user input.
+        sqlx::AssertSqlSafe(text.replace('$', "?"))
+    }
+
+    /// `BEGIN IMMEDIATE` takes the write lock at once, so two processes appending to the audit log
+    /// cannot both read the same last entry.
+    async fn begin_audit(&self) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, CatalogError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.err("append_audit"))
+    }
+}
+
 /// Binds a snapshot's values in `snapshot_columns!()` order.
 macro_rules! bind_snapshot {
     ($query:expr, $p:expr) => {
@@ -434,6 +453,54 @@ impl Catalog for SqliteCatalog {
         .await
         .map_err(self.err("drill run listing"))?;
         rows.into_iter().map(|r| r.into_record(&self.target)).collect()
+    }
+
+    // The control plane: SQL in catalog::control, expanded into this backend's `*_impl` methods.
+
+    async fn insert_token(&self, t: &crate::catalog::StoredToken) -> Result<(), CatalogError> {
+        self.insert_token_impl(t).await
+    }
+    async fn token(&self, id: &str) -> Result<Option<crate::catalog::StoredToken>, CatalogError> {
+        self.token_impl(id).await
+    }
+    async fn tokens(&self) -> Result<Vec<crate::catalog::StoredToken>, CatalogError> {
+        self.tokens_impl().await
+    }
+    async fn update_token(&self, id: &str, body: &str) -> Result<bool, CatalogError> {
+        self.update_token_impl(id, body).await
+    }
+    async fn insert_approval(&self, a: &crate::catalog::StoredApproval) -> Result<(), CatalogError> {
+        self.insert_approval_impl(a).await
+    }
+    async fn approval(&self, id: &str) -> Result<Option<crate::catalog::StoredApproval>, CatalogError> {
+        self.approval_impl(id).await
+    }
+    async fn approvals(&self, state: Option<&str>) -> Result<Vec<crate::catalog::StoredApproval>, CatalogError> {
+        self.approvals_impl(state).await
+    }
+    async fn update_approval(
+        &self,
+        a: &crate::catalog::StoredApproval,
+        expected_version: i64,
+    ) -> Result<bool, CatalogError> {
+        self.update_approval_impl(a, expected_version).await
+    }
+    async fn append_audit(
+        &self,
+        at: jiff::Timestamp,
+        body: &str,
+        chain: &crate::catalog::ChainHash,
+    ) -> Result<crate::catalog::AuditRow, CatalogError> {
+        self.append_audit_impl(at, body, chain).await
+    }
+    async fn audit(&self, after: i64, limit: u32) -> Result<Vec<crate::catalog::AuditRow>, CatalogError> {
+        self.audit_impl(after, limit).await
+    }
+    async fn set_setting(&self, key: &str, body: Option<&str>) -> Result<(), CatalogError> {
+        self.set_setting_impl(key, body).await
+    }
+    async fn settings(&self) -> Result<Vec<(String, String)>, CatalogError> {
+        self.settings_impl().await
     }
 
     async fn close(&self) {

@@ -11,6 +11,7 @@ use crate::engine::{self, Endpoint, Engine};
 use crate::repo::{Keys, Repository};
 use crate::storage::{Storage, StorageOptions};
 
+#[derive(Clone)]
 pub struct Context {
     pub config: Config,
 }

@@ -84,6 +84,7 @@ pub async fn run(args: DemoArgs, out: &Output) -> Result<Exit, CliError> {
             options: RestoreOptions {
                 jobs: 2,
                 no_owner: false,
+                replace: false,
             },
             work_dir: Some(work.path().to_path_buf()),
             staged: None,

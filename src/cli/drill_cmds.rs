@@ -56,6 +56,13 @@ pub(crate) async fn shutdown_signal() -> &'static str {
 pub async fn run_drill(ctx: &Context, name: &str, negative_control: bool, out: &Output) -> Result<Exit, CliError> {
     let specs = specs(ctx)?;
     let spec = find(&specs, name)?;
+    super::control_cmds::require(
+        ctx,
+        crate::control::Operation::Drill,
+        &format!("run drill {name}"),
+        &[&spec.source],
+    )
+    .await?;
     let meter = Meter::new(out.progress, "drill", None);
     let catalog = match ctx.catalog().await {
         Ok(c) => Some(c),
@@ -300,22 +307,7 @@ pub async fn history(ctx: &Context, name: &str, limit: u32, out: &Output) -> Res
 pub async fn sla(ctx: &Context, out: &Output) -> Result<Exit, CliError> {
     let specs = specs(ctx)?;
     let catalog = ctx.catalog().await?;
-    // The strictest target among a source's drills is the one it is held to.
-    let mut targets: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
-    for s in &specs {
-        let t = targets.entry(s.source.clone()).or_default();
-        let min = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        t.0 = min(t.0, s.sla.rto.map(|d| d.as_secs_f64()));
-        t.1 = min(t.1, s.sla.rpo.map(|d| d.as_secs_f64()));
-    }
-    let mut summaries = Vec::new();
-    for (source, (rto, rpo)) in &targets {
-        let runs = recent_runs(catalog.as_ref(), source).await?;
-        summaries.push(summarize(source, *rto, *rpo, &runs));
-    }
+    let summaries = sla_summaries(&specs, catalog.as_ref()).await?;
     if out.json {
         out.json(&summaries);
         return Ok(Exit::Ok);
@@ -351,6 +343,30 @@ pub async fn sla(ctx: &Context, out: &Output) -> Result<Exit, CliError> {
         &rows,
     );
     Ok(Exit::Ok)
+}
+
+/// Per source: the strictest SLA among its drills, and what the recent drills measured.
+pub(crate) async fn sla_summaries(
+    specs: &[DrillSpec],
+    catalog: &dyn Catalog,
+) -> Result<Vec<crate::drill::sla::SlaSummary>, CliError> {
+    // The strictest target among a source's drills is the one it is held to.
+    let mut targets: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
+    for s in specs {
+        let t = targets.entry(s.source.clone()).or_default();
+        let min = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        t.0 = min(t.0, s.sla.rto.map(|d| d.as_secs_f64()));
+        t.1 = min(t.1, s.sla.rpo.map(|d| d.as_secs_f64()));
+    }
+    let mut summaries = Vec::new();
+    for (source, (rto, rpo)) in &targets {
+        let runs = recent_runs(catalog, source).await?;
+        summaries.push(summarize(source, *rto, *rpo, &runs));
+    }
+    Ok(summaries)
 }
 
 /// The last 100 real drill runs of a source (negative controls excluded: they fail on purpose).

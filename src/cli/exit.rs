@@ -16,6 +16,8 @@ pub enum Exit {
     Damage = 4,
     /// `drill run`: measured, checked, but outside the SLA.
     SlaBreach = 5,
+    /// No valid token, or outside the token's operations, environments or sources.
+    Denied = 6,
 }
 
 impl From<Exit> for ExitCode {

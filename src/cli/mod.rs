@@ -2,6 +2,7 @@
 
 mod check_config;
 pub(crate) mod context;
+pub(crate) mod control_cmds;
 mod copy_cmds;
 mod daemon_cmds;
 mod demo;
@@ -26,14 +27,19 @@ Exit codes:
   1  the operation failed (database or storage unreachable, tool failed, ...);
      for `fate`: a critical shared-fate finding
   2  bad usage or bad configuration (nothing was done)
-  3  refused by a safety rule (nothing was written), e.g. the repository is locked by a prune or a backup
+  3  refused by a safety rule (nothing was written), e.g. the repository is locked by a prune or a backup;
+     or it needs approval: a request was created (its id is printed) and nothing was done yet
   4  damage found: missing or corrupt backup objects, or restored data that does not match;
      for `drill run`: the drill's verdict is `fail`
   5  `drill run`: every check passed but RTO or RPO exceeded the SLA (`sla-breach`)
+  6  not allowed: LIFEBOAT_TOKEN is invalid, expired or revoked, or lacks the operation, environment or
+     source (nothing was done)
 
 Environment:
   LIFEBOAT_CONFIG  config file (default config/lifeboat.yaml)
-  LIFEBOAT_LOG     log filter, e.g. info or lifeboat=debug (logs go to stderr)";
+  LIFEBOAT_LOG     log filter, e.g. info or lifeboat=debug (logs go to stderr)
+  LIFEBOAT_TOKEN   act as this API token's holder (default: the local operator, `local:USER`, who may do
+                   and request anything but approve nothing)";
 
 /// Lifeboat backs databases up to storage that does not share their fate, proves the backups restore,
 /// and restores them when it matters.
@@ -202,6 +208,66 @@ info), the evidence and the fix; an `info` finding says that a rule could not be
 Exit 0 when no finding is critical, 1 otherwise; `--explain` exits 0."
     )]
     Fate(fate_cmds::FateArgs),
+    /// API tokens: create (the secret is shown once), list, revoke.
+    Token {
+        #[command(subcommand)]
+        action: control_cmds::TokenAction,
+    },
+    /// Approval requests: destructive actions wait here for another principal.
+    #[command(
+        after_help = "Examples:\n  lifeboat approvals\n  lifeboat approvals --state pending --json\n\n\
+Deleting a snapshot, a prune that deletes, restoring over existing data, lowering retention, disabling a drill, \
+job or alert route and removing a repository each create a request instead of acting. Another principal with \
+`approve` for its environments and sources approves it (`lifeboat approve ID`); the requester never can. When \
+the last approval needed arrives (control.approvals, e.g. 2 for production) it runs, exactly once, as it was \
+requested. Requests expire after control.approval_ttl (default 24h)."
+    )]
+    Approvals {
+        /// Only requests in this state: pending, approved, denied, expired, running, done, failed.
+        #[arg(long)]
+        state: Option<String>,
+    },
+    /// Approve a request (needs LIFEBOAT_TOKEN with `approve`); the last approval needed runs it.
+    Approve {
+        /// The request's id (`apr_...`).
+        id: String,
+    },
+    /// Deny a request: it will never run.
+    Deny {
+        id: String,
+        /// Why, for the requester and the audit log.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Ask for a snapshot to be deleted: creates an approval request.
+    Delete {
+        /// Snapshot id or unique prefix.
+        snapshot: String,
+        /// The repository, when the snapshot is in several.
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Ask for a drill, a job or an alert route to be switched off: creates an approval request.
+    #[command(
+        after_help = "Targets: drill:NAME, job:KIND:TARGET (e.g. job:backup:orders, job:verify:orders), route:NAME."
+    )]
+    Disable { target: String },
+    /// Switch a disabled drill, job or alert route back on (no approval needed).
+    Enable { target: String },
+    /// The audit log: who did what, when, what was decided and how it ended.
+    #[command(after_help = "Examples:\n  lifeboat audit --limit 50\n  lifeboat audit verify\n\n\
+Every API call and CLI action is appended to a hash chain in the catalog and copied into each repository under \
+audit/. `audit verify` recomputes the chain and compares it with those copies: an edited, removed or reordered \
+entry is named, with exit 4.")]
+    Audit {
+        #[command(subcommand)]
+        action: Option<control_cmds::AuditAction>,
+        /// Entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -277,62 +343,125 @@ async fn run(cli: Cli) -> Result<Exit, CliError> {
         }) => fate_cmds::explain(&rule, &out),
         command => {
             let ctx = context::Context::load(&cli.config)?;
-            match command {
-                Command::Init { repository, like } => repo_cmds::init(&ctx, repository, like, &out).await,
-                Command::Backup { source, uploads } => repo_cmds::backup(&ctx, &source, uploads, &out).await,
-                Command::Snapshots {
-                    source,
-                    from_repository,
-                } => repo_cmds::snapshots(&ctx, source, from_repository, &out).await,
-                Command::Verify {
-                    snapshot,
-                    all,
-                    read_data,
-                    repository,
-                } => repo_cmds::verify(&ctx, snapshot, all, read_data, repository, &out).await,
-                Command::Restore {
-                    snapshot,
-                    into_dsn,
-                    password_env,
-                    jobs,
-                    no_owner,
-                    work_dir,
-                    repository,
-                } => {
-                    repo_cmds::restore(
-                        &ctx,
-                        &snapshot,
-                        into_dsn,
-                        password_env,
-                        jobs,
-                        no_owner,
-                        work_dir,
-                        repository,
-                        &out,
-                    )
-                    .await
-                }
-                Command::Catalog {
-                    action: CatalogAction::Rebuild,
-                } => repo_cmds::catalog_rebuild(&ctx, &out).await,
-                Command::Drill {
-                    action: DrillAction::Run { name, negative_control },
-                } => drill_cmds::run_drill(&ctx, &name, negative_control, &out).await,
-                Command::Drill {
-                    action: DrillAction::List,
-                } => drill_cmds::list(&ctx, &out).await,
-                Command::Drill {
-                    action: DrillAction::History { name, limit },
-                } => drill_cmds::history(&ctx, &name, limit, &out).await,
-                Command::Sla => drill_cmds::sla(&ctx, &out).await,
-                Command::Prune(args) => prune_cmds::prune(&ctx, args, &out).await,
-                Command::Copy(args) => copy_cmds::copy(&ctx, args, &out).await,
-                Command::Jobs => daemon_cmds::jobs(&ctx, &out).await,
-                Command::Daemon => daemon_cmds::daemon(ctx).await,
-                Command::Fate(args) => fate_cmds::fate(&ctx, args, &out).await,
-                Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),
+            // The daemon audits its API calls itself.
+            let audited = !matches!(command, Command::Daemon);
+            let result = dispatch(&ctx, command, &out).await;
+            if audited {
+                control_cmds::record(&ctx, &result).await;
             }
+            result
         }
+    }
+}
+
+async fn dispatch(ctx: &context::Context, command: Command, out: &render::Output) -> Result<Exit, CliError> {
+    use crate::control::Operation;
+    use control_cmds::require;
+    match command {
+        Command::Init { repository, like } => {
+            require(ctx, Operation::Admin, "create a repository", &[]).await?;
+            repo_cmds::init(ctx, repository, like, out).await
+        }
+        Command::Backup { source, uploads } => {
+            require(ctx, Operation::Backup, &format!("back up {source}"), &[&source]).await?;
+            repo_cmds::backup(ctx, &source, uploads, out).await
+        }
+        Command::Snapshots {
+            source,
+            from_repository,
+        } => {
+            require(ctx, Operation::Read, "list snapshots", &[]).await?;
+            repo_cmds::snapshots(ctx, source, from_repository, out).await
+        }
+        Command::Verify {
+            snapshot,
+            all,
+            read_data,
+            repository,
+        } => {
+            require(ctx, Operation::Read, "verify snapshots", &[]).await?;
+            repo_cmds::verify(ctx, snapshot, all, read_data, repository, out).await
+        }
+        Command::Restore {
+            snapshot,
+            into_dsn,
+            password_env,
+            jobs,
+            no_owner,
+            work_dir,
+            repository,
+        } => {
+            repo_cmds::restore(
+                ctx,
+                &snapshot,
+                into_dsn,
+                password_env,
+                jobs,
+                no_owner,
+                work_dir,
+                repository,
+                out,
+            )
+            .await
+        }
+        Command::Catalog {
+            action: CatalogAction::Rebuild,
+        } => {
+            require(ctx, Operation::Admin, "rebuild the catalog", &[]).await?;
+            repo_cmds::catalog_rebuild(ctx, out).await
+        }
+        Command::Drill {
+            action: DrillAction::Run { name, negative_control },
+        } => drill_cmds::run_drill(ctx, &name, negative_control, out).await,
+        Command::Drill {
+            action: DrillAction::List,
+        } => {
+            require(ctx, Operation::Read, "list drills", &[]).await?;
+            drill_cmds::list(ctx, out).await
+        }
+        Command::Drill {
+            action: DrillAction::History { name, limit },
+        } => {
+            require(ctx, Operation::Read, "read drill history", &[]).await?;
+            drill_cmds::history(ctx, &name, limit, out).await
+        }
+        Command::Sla => {
+            require(ctx, Operation::Read, "read the SLA", &[]).await?;
+            drill_cmds::sla(ctx, out).await
+        }
+        Command::Prune(args) => prune_cmds::prune(ctx, args, out).await,
+        Command::Copy(args) => {
+            require(ctx, Operation::Backup, "copy snapshots", &[]).await?;
+            copy_cmds::copy(ctx, args, out).await
+        }
+        Command::Jobs => {
+            require(ctx, Operation::Read, "list jobs", &[]).await?;
+            daemon_cmds::jobs(ctx, out).await
+        }
+        Command::Daemon => daemon_cmds::daemon(ctx.clone()).await,
+        Command::Fate(args) => {
+            require(ctx, Operation::Read, "analyse shared fate", &[]).await?;
+            fate_cmds::fate(ctx, args, out).await
+        }
+        Command::Token { action } => control_cmds::token(ctx, action, out).await,
+        Command::Approvals { state } => control_cmds::approvals(ctx, state, out).await,
+        Command::Approve { id } => control_cmds::approve(ctx, &id, out).await,
+        Command::Deny { id, reason } => control_cmds::deny(ctx, &id, reason, out).await,
+        Command::Delete { snapshot, repository } => {
+            control_cmds::delete_snapshot(ctx, &snapshot, repository.as_deref(), out).await
+        }
+        Command::Disable { target } => control_cmds::disable(ctx, &target, false, out).await,
+        Command::Enable { target } => control_cmds::disable(ctx, &target, true, out).await,
+        Command::Audit {
+            action: Some(control_cmds::AuditAction::Verify),
+            ..
+        } => control_cmds::audit_verify(ctx, out).await,
+        Command::Audit {
+            action: None,
+            after,
+            limit,
+        } => control_cmds::audit_list(ctx, after, limit, out).await,
+        Command::Demo(_) | Command::CheckConfig => unreachable!("handled above"),
     }
 }
 

@@ -7,13 +7,14 @@ use std::time::Duration;
 use jiff::tz::TimeZone;
 
 use super::context::Context;
-use super::progress::Meter;
+use super::control_cmds;
 use super::render::{self, Output};
 use super::{CliError, Exit};
 use crate::catalog::Catalog;
+use crate::control::{ControlPlane, Decision};
 use crate::ops::{self, PruneReport, PruneRequest, TombstonedSnapshot, UndeleteRequest};
 use crate::repo::LockOptions;
-use crate::repo::retention::{RetentionPolicy, describe_duration};
+use crate::repo::retention::{RetentionPolicy, describe_duration, parse_duration};
 
 /// The `prune` arguments.
 #[derive(clap::Args, Debug)]
@@ -89,34 +90,6 @@ impl PruneArgs {
     }
 }
 
-/// "90m", "36h", "14d", "2w", or sums like "1d12h".
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("`{text}` is not a duration; write it like 90m, 36h, 14d or 2w (units s, m, h, d, w)");
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3_600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-        number.clear();
-    }
-    if !number.is_empty() || text.trim().is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
-}
-
 pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit, CliError> {
     let configured = args
         .source
@@ -173,9 +146,11 @@ pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit,
         // Days and weeks are the operator's: the daemon's zone, as for schedules.
         None => TimeZone::get(ctx.config.daemon.timezone.name()).unwrap_or(TimeZone::UTC),
     };
+    if !args.dry_run {
+        return prune_for_real(ctx, &repository, args.source.as_deref(), policy, tz, out).await;
+    }
     let repo = ctx.repository(&repository).await?;
     let catalog = open_catalog(ctx).await;
-    let meter = Meter::new(out.progress && !args.dry_run, "sweep", None);
     let result = ops::prune(
         PruneRequest {
             repo: &repo,
@@ -183,22 +158,20 @@ pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit,
             source: args.source.as_deref(),
             policy: &policy,
             tz,
-            dry_run: args.dry_run,
+            dry_run: true,
             locks: LockOptions::default(),
             catalog: catalog.as_deref().map(|c| c as &dyn Catalog),
             initiator: "lifeboat prune",
+            // A dry run shows everything a prune would delete, approved.
+            deletions: crate::ops::Deletions::All,
         },
-        &meter,
+        &crate::repo::NoProgress,
     )
     .await;
-    meter.finish();
     if let Some(c) = &catalog {
         c.close().await;
     }
     let report = result?;
-    if let Some(w) = &report.catalog_warning {
-        eprintln!("warning: {w}");
-    }
     for w in &report.warnings {
         eprintln!("warning: {w}");
     }
@@ -206,6 +179,48 @@ pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit,
         out.json(&report);
     } else {
         print_report(&report);
+    }
+    Ok(Exit::Ok)
+}
+
+/// Tombstones now; whatever it would delete becomes an approval request (see `crate::control`).
+async fn prune_for_real(
+    ctx: &Context,
+    repository: &str,
+    source: Option<&str>,
+    policy: RetentionPolicy,
+    tz: TimeZone,
+    out: &Output,
+) -> Result<Exit, CliError> {
+    let (catalog, p) = control_cmds::open(ctx).await?;
+    let plane = ControlPlane::new(ctx, catalog.as_ref());
+    let result = plane.prune(&p, repository, source, Some(policy), tz).await;
+    catalog.close().await;
+    let (report, approval) = result?;
+    if let Some(w) = &report.catalog_warning {
+        eprintln!("warning: {w}");
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Some(a) = &approval {
+        control_cmds::note(Decision::Pending, Some(a.id.clone()));
+    }
+    if out.json {
+        let mut v = serde_json::to_value(&report).expect("a prune report serialises");
+        v["approval"] = serde_json::to_value(&approval).expect("an approval serialises");
+        out.json(&v);
+    } else {
+        print_report(&report);
+        if let Some(a) = &approval {
+            println!(
+                "  deleting needs approval: request {} ({} snapshot(s), {} chunk(s)); another principal approves with `lifeboat approve {}`",
+                a.id,
+                report.awaiting_approval.len(),
+                report.chunks_awaiting_approval,
+                a.id
+            );
+        }
     }
     Ok(Exit::Ok)
 }

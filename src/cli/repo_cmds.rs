@@ -6,12 +6,13 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::json;
 
-use super::context::{Context, resolve};
+use super::context::Context;
 use super::progress::Meter;
 use super::render::{self, Output};
 use super::{CliError, Exit};
 use crate::catalog::{Catalog, RunKind, RunRecord, RunStatus, SnapshotFilter, SnapshotRecord};
-use crate::engine::{self, Endpoint, RestoreOptions};
+use crate::control::{ControlPlane, Outcome, RestoreSpec, RestoreTargetSpec};
+
 use crate::ops;
 use crate::repo::{Manifest, Repository, WriteOptions};
 
@@ -342,7 +343,11 @@ pub async fn snapshots(
 }
 
 /// Finds a snapshot by id or prefix across the configured repositories.
-async fn locate(ctx: &Context, id: &str, only: Option<&str>) -> Result<(String, Repository, Manifest), CliError> {
+pub(crate) async fn locate(
+    ctx: &Context,
+    id: &str,
+    only: Option<&str>,
+) -> Result<(String, Repository, Manifest), CliError> {
     let mut found = Vec::new();
     for name in ctx.repository_names(only)? {
         let repo = ctx.repository(&name).await?;
@@ -483,78 +488,62 @@ pub async fn restore(
             "the target DSN contains a password; fix: remove it and pass --password-env VAR instead",
         ));
     }
-    let password = match password_env {
-        Some(var) => Some(resolve(&crate::config::SecretRef::Env(var))?),
-        None => None,
-    };
-    let (repo_name, repo, manifest) = locate(ctx, snapshot, repository.as_deref()).await?;
-    // The source's own DSN is refused even when the server's identity cannot be read.
-    if let Some(src) = ctx.config.sources.get(&manifest.source)
-        && engine::same_database(&manifest.engine, &src.dsn, &into_dsn)
-    {
-        return Err(CliError::new(
-            Exit::Refused,
-            format!(
-                "refused: {} is the source `{}` itself; fix: restore into a new, empty database and switch over after checking it",
-                engine::redact(&into_dsn),
-                manifest.source
-            ),
-        ));
-    }
-    let bin_dir = ctx
-        .config
-        .sources
-        .get(&manifest.source)
-        .and_then(|s| s.pg_bin_dir.clone());
-    let target = engine::for_kind(
-        &manifest.engine,
-        Endpoint {
-            dsn: into_dsn.clone(),
-            password,
-            bin_dir,
+    let spec = RestoreSpec {
+        snapshot: Some(snapshot.to_string()),
+        source: None,
+        at: None,
+        repository,
+        target: RestoreTargetSpec::Dsn {
+            dsn: into_dsn.to_string(),
+            password_env,
         },
-    )?;
-    let catalog = open_catalog_or_warn(ctx).await;
-    let started_at = jiff::Timestamp::now();
-    let meter = Meter::new(out.progress, "restore", Some(manifest.stream.size));
-    let req = ops::RestoreRequest {
-        manifest: &manifest,
-        repo: &repo,
-        target: target.as_ref(),
-        options: RestoreOptions { jobs, no_owner },
+        no_owner,
+        jobs: Some(jobs),
         work_dir,
-        staged: None,
     };
-    let result = ops::restore(req, &meter).await;
+    let (catalog, p) = super::control_cmds::open(ctx).await?;
+    let plane = ControlPlane::new(ctx, catalog.as_ref());
+    let started_at = jiff::Timestamp::now();
+    let meter = Meter::new(out.progress, "restore", None);
+    let result = plane.restore(&p, &spec, &meter).await;
     meter.finish();
-    if let Some(c) = &catalog {
-        let _ = c
+    let done = match result {
+        Ok(Outcome::Pending(a)) => {
+            catalog.close().await;
+            return super::control_cmds::pending(&a, out);
+        }
+        Ok(Outcome::Done(d)) => Ok(d),
+        Err(e) => Err(e),
+    };
+    // Refusals before anything ran (not allowed, bad input) are not restore runs.
+    let ran = match &done {
+        Ok(_) => true,
+        Err(e) => !matches!(e.exit(), Exit::Usage | Exit::Denied),
+    };
+    if ran {
+        let _ = catalog
             .record_run(&RunRecord {
                 id: None,
                 kind: RunKind::Restore,
-                source: Some(manifest.source.clone()),
-                repository: Some(repo_name.clone()),
-                snapshot_id: Some(manifest.id.clone()),
+                source: done.as_ref().ok().map(|d| d.source.clone()),
+                repository: done.as_ref().ok().map(|d| d.repository.clone()),
+                snapshot_id: done.as_ref().ok().map(|d| d.snapshot.clone()),
                 started_at,
                 finished_at: jiff::Timestamp::now(),
-                status: if result.is_ok() {
-                    RunStatus::Ok
-                } else {
-                    RunStatus::Failed
-                },
-                detail: result.as_ref().err().map(|e| e.to_string()),
+                status: if done.is_ok() { RunStatus::Ok } else { RunStatus::Failed },
+                detail: done.as_ref().err().map(|e| e.to_string()),
             })
             .await;
     }
-    let report = result?;
+    catalog.close().await;
+    let done = done?;
+    let report = done.report.as_ref().expect("a restore into a database reports");
     if out.json {
-        out.json(&json!({"report": report, "target": engine::redact(&into_dsn), "duration_seconds": report.duration.as_secs_f64()}));
+        out.json(&json!({"report": report, "target": done.target, "duration_seconds": report.duration.as_secs_f64()}));
     } else {
         println!(
             "restored snapshot {} of {} into {}",
-            manifest.id,
-            manifest.source,
-            engine::redact(&into_dsn)
+            done.snapshot, done.source, done.target
         );
         println!(
             "  {} tables, {} rows; row counts equal those recorded at backup time; fetch {:.1}s, restore {:.1}s, total {}",

@@ -15,6 +15,7 @@
 //! problems).
 
 mod check;
+mod control;
 mod error;
 mod fate;
 mod model;
@@ -26,6 +27,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use control::{ControlConfig, TlsConfig};
 pub use error::{ConfigError, Position, Problem};
 pub use fate::{CloudIdentityConfig, FateConfig};
 pub use model::{CatalogConfig, Config, EncryptionConfig, RepositoryConfig, SourceConfig, SourceKind};

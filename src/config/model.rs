@@ -33,6 +33,8 @@ pub struct Config {
     pub alerts: AlertsConfigSpec,
     /// `fate:`, with defaults when absent.
     pub fate: FateConfig,
+    /// `control:`, with defaults when absent.
+    pub control: super::ControlConfig,
     /// Every secret and path to check, with the position of the key that names it, so
     /// `check` can point at the key that names a missing secret.
     pub(super) checks: Vec<Check>,

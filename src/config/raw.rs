@@ -34,6 +34,27 @@ pub(crate) struct RawConfig {
     pub alerts: Option<S<RawAlerts>>,
     #[serde(default)]
     pub fate: Option<S<RawFate>>,
+    #[serde(default)]
+    pub control: Option<S<RawControl>>,
+}
+
+/// `control:`: approvals and the API's TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    #[serde(default)]
+    pub approval_ttl: Option<S<String>>,
+    #[serde(default)]
+    pub approvals: Option<S<Named<u32>>>,
+    #[serde(default)]
+    pub tls: Option<S<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert_file: S<String>,
+    pub key_file: S<String>,
 }
 
 /// `fate:`: settings of the shared-fate analysis.

@@ -11,7 +11,7 @@ use crate::catalog::{DrillRunFilter, RunKind, RunRecord, RunStatus};
 use crate::cli::{drill_cmds, repo_cmds};
 use crate::drill::result::Verdict;
 use crate::drill::sla::percentile;
-use crate::ops::{self, PruneRequest};
+use crate::ops;
 use crate::repo::{LockOptions, NoProgress};
 
 /// How a run ended.
@@ -38,6 +38,27 @@ impl Outcome {
 }
 
 pub async fn execute(shared: &Shared, job: &JobSpec) -> Outcome {
+    // Settings changed through the control plane switch jobs and repositories off.
+    match crate::control::Settings::load(shared.catalog.as_ref()).await {
+        Ok(settings) => {
+            if settings.job_disabled(&job.key()) {
+                return Outcome::ok(format!(
+                    "skipped: {} is disabled (`lifeboat enable job:{}`)",
+                    job.key(),
+                    job.key()
+                ));
+            }
+            if let Some(source) = shared.ctx.config.sources.get(&job.source)
+                && settings.removed_repositories.contains(&source.repository)
+            {
+                return Outcome::failed(format!(
+                    "skipped: repository {} was removed through an approved request",
+                    source.repository
+                ));
+            }
+        }
+        Err(e) => return Outcome::failed(format!("cannot read the control plane's settings: {e}")),
+    }
     match job.kind {
         JobKind::Backup => backup(shared, job).await,
         JobKind::Verify => verify(shared, job).await,
@@ -194,40 +215,33 @@ async fn verify(shared: &Shared, job: &JobSpec) -> Outcome {
     }
 }
 
+/// Applies the source's retention. Tombstoning happens at once; whatever is due for deletion becomes
+/// an approval request from the daemon (one at a time: the same request is not made twice).
 async fn prune(shared: &Shared, job: &JobSpec) -> Outcome {
     let source_name = &job.source;
     let Some(source) = shared.ctx.config.sources.get(source_name) else {
         return Outcome::failed(format!("source {source_name} is no longer in the config"));
     };
-    let Some(policy) = &source.retention else {
-        return Outcome::failed(format!("source {source_name} has no `retention:`; nothing to prune by"));
-    };
     let started_at = jiff::Timestamp::now();
-    let repo = match shared.ctx.repository(&source.repository).await {
-        Ok(r) => r,
-        Err(e) => return Outcome::failed(e.message),
-    };
     let tz = jiff::tz::TimeZone::get(shared.ctx.config.daemon.timezone.name()).unwrap_or(jiff::tz::TimeZone::UTC);
-    let result = ops::prune(
-        PruneRequest {
-            repo: &repo,
-            repository: &source.repository,
-            source: Some(source_name),
-            policy,
-            tz,
-            dry_run: false,
-            locks: LockOptions::default(),
-            catalog: Some(shared.catalog.as_ref()),
-            initiator: "lifeboat daemon (scheduled prune)",
-        },
-        &NoProgress,
-    )
-    .await;
+    let plane = crate::control::ControlPlane::new(&shared.ctx, shared.catalog.as_ref());
+    let result = plane
+        .prune(&shared.principal, &source.repository, Some(source_name), None, tz)
+        .await;
     let (outcome, status) = match result {
-        Ok(r) => (
+        Ok((r, approval)) => (
             Outcome::ok(format!(
-                "tombstoned {} snapshot(s), deleted {} past their grace period, freed {} chunk(s) ({} bytes)",
-                r.snapshots_forgotten, r.snapshots_deleted, r.chunks_deleted, r.bytes_freed
+                "tombstoned {} snapshot(s){}",
+                r.snapshots_forgotten,
+                match approval {
+                    Some(a) => format!(
+                        "; deleting {} snapshot(s) and {} chunk(s) waits for approval request {}",
+                        r.awaiting_approval.len(),
+                        r.chunks_awaiting_approval,
+                        a.id
+                    ),
+                    None => ", nothing to delete".into(),
+                }
             )),
             RunStatus::Ok,
         ),

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub health: Health,
     pub drills: Vec<DrillSpec>,
     pub targets: BTreeMap<String, plan::Targets>,
+    /// Who the daemon is when it asks for approvals: `daemon:HOST`, with every operation but `approve`.
+    pub principal: crate::control::Principal,
 }
 
 impl Shared {
@@ -65,14 +67,29 @@ pub async fn run(
     let jobs = plan::jobs(&config, &drills).map_err(|e| CliError::usage(format!("{}; fix: {}", e.message, e.fix)))?;
     let targets = plan::targets(&drills);
     let catalog = ctx.catalog().await?;
-    let alerter = Alerter::start(alerts_config(&config)?, config.state_dir.join("alerts.json"))
+    let mut alerts = alerts_config(&config)?;
+    // Routes switched off through an approved request stay off.
+    let settings = crate::control::Settings::load(catalog.as_ref()).await?;
+    alerts.routes.retain(|name, _| {
+        let off = settings.route_disabled(name);
+        if off {
+            tracing::warn!("alert route {name} is disabled (`lifeboat enable route:{name}` switches it back on)");
+        }
+        !off
+    });
+    let alerter = Alerter::start(alerts, config.state_dir.join("alerts.json"))
         .map_err(|e| CliError::usage(format!("alerts: {e}")))?;
     let metrics = Metrics::new();
     let health = Health::new();
-    let server = Server::bind(config.daemon.listen)
+    let mut server = Server::bind(config.daemon.listen)
         .await
         .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    if let Some(tls) = &config.control.tls {
+        let acceptor = crate::http::tls::acceptor(&tls.cert_file, &tls.key_file).map_err(CliError::usage)?;
+        server = server.tls(acceptor);
+    }
     let listen = server.local_addr();
+    let scheme = server.scheme();
 
     let owner = format!(
         "{}:{}:{:08x}",
@@ -82,10 +99,23 @@ pub async fn run(
         std::process::id(),
         rand::random::<u32>()
     );
+    let mut scope = crate::control::Scope::everything();
+    scope.operations.remove(&crate::control::Operation::Approve);
+    let principal = crate::control::Principal {
+        name: format!("daemon:{}", owner.split(':').next().unwrap_or("unknown-host")),
+        token_id: None,
+        scope,
+    };
+    let api = crate::api::ApiState {
+        ctx: Arc::new(ctx.clone()),
+        catalog: Arc::from(ctx.catalog().await?),
+        drills: Arc::new(drills.clone()),
+    };
     let shared = Arc::new(Shared {
         ctx,
         catalog,
         owner,
+        principal,
         alerter: alerter.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
@@ -96,15 +126,17 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = channel::channel(false);
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mirror_catalog = api.catalog.clone();
     let router = crate::http::router(HttpState {
         metrics: metrics.clone(),
         health: health.clone(),
-    });
+    })
+    .merge(crate::api::router(api));
     let http = tokio::spawn(server.run(router, async move {
         let _ = http_stop_rx.await;
     }));
     tracing::info!(
-        "lifeboat daemon {} serving /metrics and /healthz on http://{listen}; {} scheduled job(s): {}",
+        "lifeboat daemon {} serving /metrics, /healthz and /api/v1 on {scheme}://{listen}; {} scheduled job(s): {}",
         env!("CARGO_PKG_VERSION"),
         jobs.len(),
         jobs.iter()
@@ -112,13 +144,15 @@ pub async fn run(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let scheduler = tokio::spawn(scheduler::run(shared.clone(), jobs, stop_rx));
+    let scheduler = tokio::spawn(scheduler::run(shared.clone(), jobs, stop_rx.clone()));
+    let mirror = tokio::spawn(mirror_audit(shared.clone(), mirror_catalog, stop_rx));
     let why = stop.await;
     tracing::info!("{why}: shutting down");
     let _ = stop_tx.send(true);
     if let Err(e) = scheduler.await {
         tracing::error!("the scheduler ended abnormally: {e}");
     }
+    let _ = mirror.await;
     let report = alerter.shutdown(Duration::from_secs(10)).await;
     if report.undelivered > 0 {
         tracing::warn!(
@@ -135,6 +169,41 @@ pub async fn run(
     shared.catalog.close().await;
     tracing::info!("stopped");
     Ok(Exit::Ok)
+}
+
+/// How often the daemon copies new audit entries into the repositories.
+const AUDIT_MIRROR_EVERY: Duration = Duration::from_secs(30);
+
+/// Copies the audit log into every repository in use, now and then and once more at shutdown, so
+/// the record of who did what survives the loss of this host and its catalog.
+async fn mirror_audit(shared: Arc<Shared>, catalog: Arc<dyn Catalog>, mut stop: channel::Receiver<bool>) {
+    loop {
+        let removed = crate::control::Settings::load(catalog.as_ref())
+            .await
+            .map(|s| s.removed_repositories)
+            .unwrap_or_default();
+        for name in shared.ctx.config.repositories.keys().filter(|n| !removed.contains(*n)) {
+            let repo = match shared.ctx.repository(name).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!("audit log not copied into repository {name}: {}", e.message);
+                    continue;
+                }
+            };
+            match crate::control::audit::mirror(catalog.as_ref(), &repo).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!("copied {n} audit entries into repository {name}"),
+                Err(e) => tracing::warn!("audit log not copied into repository {name}: {e}"),
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_MIRROR_EVERY) => {}
+            _ = stop.changed() => {}
+        }
+    }
 }
 
 /// Targets, last success and newest point from the catalog, so dashboards are right from the

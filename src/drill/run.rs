@@ -297,6 +297,7 @@ async fn restore_and_check(
         options: RestoreOptions {
             jobs: 2,
             no_owner: true,
+            replace: false,
         },
         work_dir: Some(scratch.work_dir().to_path_buf()),
         staged: Some(staged),

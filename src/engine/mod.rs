@@ -100,6 +100,9 @@ pub struct RestoreOptions {
     pub jobs: u32,
     /// Skip ownership statements (the target lacks the source's roles).
     pub no_owner: bool,
+    /// Replace what the target holds: drop each object the archive has before recreating it. Only
+    /// an approved request sets this (see `crate::control`).
+    pub replace: bool,
 }
 
 /// A restore in progress. For `RestoreInput::Stdin`, write the archive to `stdin`, drop it, then `finish`.

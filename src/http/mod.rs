@@ -19,6 +19,7 @@
 mod health;
 mod routes;
 mod serve;
+pub mod tls;
 
 pub use health::{CheckReport, CheckStatus, Health, HealthReport, HealthStatus};
 pub use routes::{HttpState, router};

@@ -39,11 +39,20 @@ pub enum ServeError {
 
 /// A bound listener, not yet serving: binding first lets the daemon fail fast on a taken address
 /// and learn the real port when it asked for port 0.
-#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     drain_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Server {
@@ -59,12 +68,24 @@ impl Server {
             listener,
             addr,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            tls: None,
         })
     }
 
     /// The address actually bound (with the real port when port 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serve HTTPS with this acceptor (see [`super::tls::acceptor`]) instead of plain HTTP.
+    pub fn tls(mut self, acceptor: tokio_rustls::TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// `https` or `http`, for messages.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// How long to wait for open requests after shutdown; [`DEFAULT_DRAIN_TIMEOUT`] unless set.
@@ -84,32 +105,53 @@ impl Server {
             listener,
             addr,
             drain_timeout,
+            tls,
         } = self;
-        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            let _ = stopping_tx.send(true);
-        };
-        tracing::info!(%addr, "serving /metrics and /healthz");
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(signal)
-            .into_future();
-        tokio::pin!(server);
+        match tls {
+            None => serve_on(listener, addr, drain_timeout, router, shutdown).await,
+            Some(acceptor) => {
+                let listener = super::tls::TlsListener::new(listener, acceptor)
+                    .map_err(|source| ServeError::Serve { addr, source })?;
+                serve_on(listener, addr, drain_timeout, router, shutdown).await
+            }
+        }
+    }
+}
 
-        let drained = async {
-            // Resolves only once shutdown was asked for; an error means the signal was dropped,
-            // which the serve future notices on its own.
-            if stopping_rx.wait_for(|stopping| *stopping).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(drain_timeout).await;
-        };
-        tokio::select! {
-            result = &mut server => result.map_err(|source| ServeError::Serve { addr, source }),
-            () = drained => {
-                tracing::warn!(%addr, ?drain_timeout, "HTTP connections still open after the drain timeout; no longer waiting for them");
-                Ok(())
-            }
+async fn serve_on<L>(
+    listener: L,
+    addr: SocketAddr,
+    drain_timeout: Duration,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    tracing::info!(%addr, "serving HTTP");
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    tokio::pin!(server);
+
+    let drained = async {
+        // Resolves only once shutdown was asked for; an error means the signal was dropped,
+        // which the serve future notices on its own.
+        if stopping_rx.wait_for(|stopping| *stopping).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(drain_timeout).await;
+    };
+    tokio::select! {
+        result = &mut server => result.map_err(|source| ServeError::Serve { addr, source }),
+        () = drained => {
+            tracing::warn!(%addr, ?drain_timeout, "HTTP connections still open after the drain timeout; no longer waiting for them");
+            Ok(())
         }
     }
 }

@@ -10,8 +10,9 @@ mod restore;
 pub use backup::{BackupReport, backup};
 pub use copy::{CopyFailure, CopyOutcome, CopyReport, CopyRequest, SnapshotCopy, copy};
 pub use prune::{
-    EvidenceOrigin, ForgottenSnapshot, HOW_TO_SET_A_POLICY, KeptSnapshot, LastDrilled, PruneReport, PruneRequest,
-    SourcePrune, TombstonedSnapshot, UndeleteReport, UndeleteRequest, prune, tombstoned, undelete,
+    Deletions, EvidenceOrigin, ForgottenSnapshot, HOW_TO_SET_A_POLICY, KeptSnapshot, LastDrilled, PruneReport,
+    PruneRequest, SourcePrune, TombstonedSnapshot, UndeleteReport, UndeleteRequest, delete_snapshot, prune, tombstoned,
+    undelete,
 };
 pub use rebuild::{rebuild_catalog, snapshot_record};
 pub use restore::{RestoreReport, RestoreRequest, StagedArchive, lock_snapshot, restore, stage, unlock};

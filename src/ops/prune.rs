@@ -51,6 +51,21 @@ pub struct PruneRequest<'a> {
     pub catalog: Option<&'a dyn Catalog>,
     /// Who runs the prune, for the tombstones, e.g. "lifeboat prune" or "daemon".
     pub initiator: &'a str,
+    /// Which deletions this run may make. Tombstoning is always allowed: it hides a snapshot but
+    /// loses nothing, and `--undelete` takes it back.
+    pub deletions: Deletions,
+}
+
+/// What a prune may delete: deleting is what an approval is for (see `crate::control`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletions {
+    /// Everything due: tombstoned snapshots past their grace period, and unreferenced chunks. For
+    /// dry runs, which show what a prune would delete, and for tests.
+    All,
+    /// Nothing: due snapshots are listed in `awaiting_approval`, and the sweep is left out.
+    Withheld,
+    /// These due snapshots (an approved request's list), and then the sweep.
+    Approved(BTreeSet<String>),
 }
 
 /// A kept snapshot and every rule that keeps it.
@@ -148,6 +163,11 @@ pub struct PruneReport {
     pub blocked_by: Vec<String>,
     /// Locks of dead processes that were removed.
     pub stale_locks_removed: Vec<String>,
+    /// Snapshots due for deletion that this run did not delete because deleting needs an approval
+    /// ([`Deletions::Withheld`]).
+    pub awaiting_approval: Vec<String>,
+    /// Unreferenced chunks the sweep would delete, when deletions are withheld.
+    pub chunks_awaiting_approval: u64,
     /// Set when the repository was pruned but the catalog could not follow.
     pub catalog_warning: Option<String>,
     /// Damaged tombstones, drill history that could not be read.
@@ -271,6 +291,25 @@ async fn run(
         ));
     }
 
+    // Deleting is allowed only as far as `req.deletions` says.
+    let mut awaiting_approval = Vec::new();
+    for plan in &mut plans {
+        for t in plan.report.tombstoned.iter_mut().filter(|t| t.deleted) {
+            let allowed = match &req.deletions {
+                Deletions::All => true,
+                Deletions::Withheld => false,
+                Deletions::Approved(ids) => ids.contains(&t.id),
+            };
+            if !allowed {
+                t.deleted = false;
+                if req.deletions == Deletions::Withheld {
+                    awaiting_approval.push(t.id.clone());
+                }
+            }
+        }
+    }
+    let sweep = req.deletions != Deletions::Withheld;
+
     // Mark from every manifest that stays (live and tombstoned alike), sweep what nothing marks.
     let deleting: HashSet<(&str, &str)> = plans
         .iter()
@@ -306,8 +345,10 @@ async fn run(
             .sum(),
         sources,
         chunks_before,
-        chunks_deleted: garbage.len() as u64,
-        bytes_freed: garbage.iter().map(|c| c.size).sum(),
+        chunks_deleted: if sweep { garbage.len() as u64 } else { 0 },
+        bytes_freed: if sweep { garbage.iter().map(|c| c.size).sum() } else { 0 },
+        awaiting_approval,
+        chunks_awaiting_approval: if sweep { 0 } else { garbage.len() as u64 },
         blocked_by,
         stale_locks_removed: lock.map(|l| l.removed_stale.clone()).unwrap_or_default(),
         catalog_warning: None,
@@ -350,7 +391,7 @@ async fn run(
     if failure.is_none() && !deleting.is_empty() {
         lock.confirm().await?;
         for t in report.sources.iter().flat_map(|s| &s.tombstoned).filter(|t| t.deleted) {
-            match delete_snapshot(repo, t).await {
+            match delete_tombstoned(repo, t).await {
                 Ok(()) => deleted.push(t.id.clone()),
                 Err(e) => {
                     failure = Some(e);
@@ -370,6 +411,10 @@ async fn run(
     }
 
     // 3. The sweep.
+    if !sweep {
+        report.duration = clock.elapsed();
+        return Ok(report);
+    }
     lock.confirm().await?;
     let swept = repo.delete_chunks(&garbage, progress).await?;
     report.chunks_deleted = swept.chunks;
@@ -381,7 +426,7 @@ async fn run(
 /// Deletes a snapshot whose grace period is over: its manifest first, then its tombstone (a tombstone
 /// left by a crash in between is removed by the next prune; the other order could bring the snapshot
 /// back to life).
-async fn delete_snapshot(repo: &Repository, t: &TombstonedSnapshot) -> Result<(), RepoError> {
+async fn delete_tombstoned(repo: &Repository, t: &TombstonedSnapshot) -> Result<(), RepoError> {
     if t.started_at.is_some() {
         repo.delete_manifest(&t.source, &t.id).await?;
     }
@@ -776,3 +821,47 @@ async fn remove_tombstone(repo: &Repository, t: &FoundTombstone) -> Result<Manif
 
 /// What removing a tombstone needs the deleting credential for, in errors.
 const UNDELETING: &str = "undeleting a snapshot (removing its tombstone)";
+
+/// Deletes one snapshot from a repository, as an approved request asked: its manifest (and its
+/// tombstone, if prune had forgotten it) and its catalog record. Its chunks stay until a prune sweeps
+/// them. Holds the repository alone meanwhile, like prune.
+pub async fn delete_snapshot(
+    repo: &Repository,
+    repository: &str,
+    source: &str,
+    id: &str,
+    catalog: Option<&dyn Catalog>,
+) -> Result<(), OpsError> {
+    let lock = repo
+        .lock(LockKind::Exclusive, "delete snapshot", &LockOptions::default())
+        .await?;
+    let result = async {
+        let tombstoned = repo
+            .tombstones(Some(source))
+            .await?
+            .into_iter()
+            .any(|t| t.snapshot == id);
+        if !repo.has_manifest(source, id).await? && !tombstoned {
+            return Err(RepoError::Missing {
+                object: format!("snapshot {id} of source {source} in repository {repository}"),
+            });
+        }
+        lock.confirm().await?;
+        repo.delete_manifest(source, id).await?;
+        if tombstoned {
+            repo.delete_tombstone(source, id, "deleting a snapshot").await?;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = lock.release().await {
+        tracing::warn!("could not remove the repository lock: {e}; it is ignored once stale");
+    }
+    result?;
+    if let Some(c) = catalog
+        && let Err(e) = c.delete_snapshots(repository, &[id.to_string()]).await
+    {
+        tracing::warn!("snapshot {id} is deleted but the catalog still lists it: {e}; fix: `lifeboat catalog rebuild`");
+    }
+    Ok(())
+}

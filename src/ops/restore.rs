@@ -135,7 +135,9 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     let clock = Instant::now();
     let m = req.manifest;
     let state = req.target.target_state().await?;
-    if let (Some(src), Some(dst)) = (&m.facts.system_identifier, &state.identity.system_identifier)
+    // An approved request may restore over data (`replace`); nothing else may.
+    if !req.options.replace
+        && let (Some(src), Some(dst)) = (&m.facts.system_identifier, &state.identity.system_identifier)
         && src == dst
         && m.facts.database == state.identity.database
     {
@@ -147,7 +149,7 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
             fix: "restore into a new, empty database (createdb ...) and switch over after checking it".into(),
         });
     }
-    if !state.is_empty() {
+    if !state.is_empty() && !req.options.replace {
         return Err(OpsError::Refused {
             reason: format!(
                 "the target database {} is not empty: it holds {} objects (e.g. {})",
@@ -215,6 +217,10 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     let mut expected = m.facts.fingerprint.tables.clone();
     expected.sort();
     let mut actual = now.tables.clone();
+    if req.options.replace {
+        // Tables the target had beside the backup's are not the backup's to judge.
+        actual.retain(|t| expected.iter().any(|e| e.schema == t.schema && e.table == t.table));
+    }
     actual.sort();
     if expected != actual {
         let _ = req.target.mark_incomplete(&note).await;

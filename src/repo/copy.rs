@@ -233,7 +233,7 @@ impl Repository {
     }
 
     /// Writes `bytes` at `path` unless an object is there; then returns that object's bytes.
-    async fn put_create(&self, path: &str, bytes: Bytes) -> Result<Put> {
+    pub(super) async fn put_create(&self, path: &str, bytes: Bytes) -> Result<Put> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()

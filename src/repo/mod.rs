@@ -18,6 +18,7 @@
 //! that does not know it sees tombstoned snapshots as ordinary ones, which they still are until prune
 //! deletes them, so the format version did not change. See `tombstone.rs`.
 
+pub mod audit;
 mod chunk;
 mod copy;
 mod error;

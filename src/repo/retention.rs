@@ -33,21 +33,31 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 86_400);
 /// How many snapshots of a source to keep. Every field is optional; a policy with no rule (every
 /// count absent or zero, no `keep_within`) keeps everything, and prune refuses to run with it.
 /// `min_age` and `grace` are no rules: they only protect.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionPolicy {
+    #[serde(default)]
     pub keep_last: Option<u32>,
+    #[serde(default)]
     pub keep_hourly: Option<u32>,
+    #[serde(default)]
     pub keep_daily: Option<u32>,
+    #[serde(default)]
     pub keep_weekly: Option<u32>,
+    #[serde(default)]
     pub keep_monthly: Option<u32>,
+    #[serde(default)]
     pub keep_yearly: Option<u32>,
     /// Keep every snapshot taken within this long before the newest one.
+    #[serde(default, with = "text_duration")]
     pub keep_within: Option<Duration>,
     /// Never forget a snapshot younger than this (its age counted at the time prune runs), whatever
     /// the rules say: a burst of backups or a clock jump cannot push fresh snapshots out.
+    #[serde(default, with = "text_duration")]
     pub min_age: Option<Duration>,
     /// Not used by [`plan`]: how long a forgotten snapshot stays tombstoned, and can be undeleted,
     /// before prune deletes it. `None` is [`DEFAULT_GRACE`].
+    #[serde(default, with = "text_duration")]
     pub grace: Option<Duration>,
 }
 
@@ -93,6 +103,84 @@ impl RetentionPolicy {
             parts.push(format!("min_age {}", describe_duration(d)));
         }
         parts.join(", ")
+    }
+}
+
+/// "90m", "36h", "14d", "2w", or sums like "1d12h".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration; write it like 90m, 36h, 14d or 2w (units s, m, h, d, w)");
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || text.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Serde for the API and the catalog: durations as text ("14d"), like the config and the CLI.
+mod text_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&super::describe_duration(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|text| super::parse_duration(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+impl RetentionPolicy {
+    /// Each way `to` keeps less than `self`, e.g. "keep_daily 14 -> 7", "grace 7d -> 1d"; empty when
+    /// `to` keeps at least as much by every rule. An absent count is 0, an absent grace the default.
+    pub fn lowered_by(&self, to: &RetentionPolicy) -> Vec<String> {
+        let mut lowered: Vec<String> = self
+            .counts()
+            .iter()
+            .zip(to.counts())
+            .filter(|((_, from), (_, to))| to < from)
+            .map(|((reason, from), (_, to))| format!("keep_{reason} {from} -> {to}"))
+            .collect();
+        let durations = [
+            ("keep_within", self.keep_within, to.keep_within),
+            ("min_age", self.min_age, to.min_age),
+            ("grace", Some(self.grace()), Some(to.grace())),
+        ];
+        for (name, from, to) in durations {
+            let (from, to) = (from.unwrap_or_default(), to.unwrap_or_default());
+            if to < from {
+                lowered.push(format!(
+                    "{name} {} -> {}",
+                    describe_duration(from),
+                    describe_duration(to)
+                ));
+            }
+        }
+        lowered
     }
 }
 

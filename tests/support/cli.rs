@@ -47,11 +47,53 @@ impl Workspace {
     pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"));
         cmd.arg("--config").arg(self.config_path()).args(args);
+        // The local operator unless a test says otherwise.
+        cmd.env_remove("LIFEBOAT_TOKEN");
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.env_remove("LIFEBOAT_CONFIG");
         cmd.output().expect("run lifeboat")
+    }
+
+    /// An admin token (that may also approve) for this workspace: the first token, created by the
+    /// local operator (who may then create no other), kept in the workspace for later calls.
+    pub fn admin_token(&self) -> String {
+        let file = self.path().join("admin.token");
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            return t;
+        }
+        let o = self.run(
+            &[
+                "--json",
+                "token",
+                "create",
+                "--name",
+                "test-admin",
+                "--ops",
+                "admin,approve",
+            ],
+            &[],
+        );
+        assert!(o.status.success(), "creating the admin token: {}", all_output(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let secret = v["secret"].as_str().unwrap().to_string();
+        std::fs::write(&file, &secret).unwrap();
+        secret
+    }
+
+    /// Approves request `id` as the workspace's admin (a principal other than the local operator
+    /// who asked), with `env` (e.g. storage credentials), and returns the request as it ended.
+    /// Panics unless it ran and succeeded.
+    pub fn approve(&self, id: &str, env: &[(&str, &str)]) -> serde_json::Value {
+        let token = self.admin_token();
+        let mut env = env.to_vec();
+        env.push(("LIFEBOAT_TOKEN", token.as_str()));
+        let o = self.run(&["--json", "approve", id], &env);
+        assert!(o.status.success(), "approving {id}: {}", all_output(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["state"], "done", "{v}");
+        v
     }
 
     /// Every file under the repository directory, relative, sorted: "writes nothing" is checked by

@@ -46,5 +46,6 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{}-{}-{n}-{nanos:x}", prefix.to_ascii_lowercase(), std::process::id())
 }
 pub mod cli;
+pub mod daemon;
 pub mod problems;
 pub mod s3;

@@ -7,8 +7,10 @@ use chrono_tz::Tz;
 
 use super::{Validator, pos};
 use crate::config::check::Target;
+use crate::config::control::{ControlConfig, TlsConfig};
 use crate::config::fate::{CloudIdentityConfig, FateConfig};
 use crate::config::raw::{RawCloudIdentity, RawFate, S};
+use crate::config::secret::SecretRef;
 use crate::schedule::Schedule;
 
 impl Validator<'_> {
@@ -43,6 +45,51 @@ impl Validator<'_> {
             fate.probe = p.value;
         }
         ok.then_some(fate)
+    }
+
+    /// `control:`.
+    pub(super) fn control(&mut self, raw: Option<&S<crate::config::raw::RawControl>>) -> Option<ControlConfig> {
+        let mut control = ControlConfig::default();
+        let Some(raw) = raw else { return Some(control) };
+        let r = &raw.value;
+        let mut ok = true;
+        if let Some(v) = &r.approval_ttl {
+            match self.service_duration("control.approval_ttl", v, false) {
+                Some(d) => control.approval_ttl = d,
+                None => ok = false,
+            }
+        }
+        if let Some(map) = &r.approvals {
+            for (env, n) in &map.value {
+                if n.value == 0 || n.value > 5 {
+                    self.report(
+                        pos(n),
+                        format!("`control.approvals.{}: {}` is out of range", env.value, n.value),
+                        "write 1 to 5: the number of different principals who must approve a request in that \
+                         environment (the requester never counts)",
+                    );
+                    ok = false;
+                } else {
+                    control.approvals.insert(env.value.clone(), n.value);
+                }
+            }
+        }
+        if let Some(tls) = &r.tls {
+            let cert = self.path("control.tls.cert_file", &tls.value.cert_file);
+            let key = self.path("control.tls.key_file", &tls.value.key_file);
+            match (cert, key) {
+                (Some(cert_file), Some(key_file)) => {
+                    self.check(
+                        "control.tls.key_file".into(),
+                        pos(&tls.value.key_file),
+                        Target::Secret(SecretRef::File(key_file.clone())),
+                    );
+                    control.tls = Some(TlsConfig { cert_file, key_file });
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(control)
     }
 
     /// `sources.NAME.data_dir`: where the source's data directory is, as seen from this host.

@@ -228,6 +228,7 @@ impl<'a> Validator<'a> {
             None => Some(Default::default()),
         };
         let fate = self.fate(raw.fate.as_ref(), daemon.timezone);
+        let control = self.control(raw.control.as_ref());
 
         Some(Config {
             path: self.file.to_path_buf(),
@@ -242,6 +243,7 @@ impl<'a> Validator<'a> {
             daemon,
             alerts: alerts?,
             fate: fate?,
+            control: control?,
             // Filled in by `Validated`, once every check is recorded.
             checks: Vec::new(),
         })

@@ -503,7 +503,7 @@ impl Validator<'_> {
         let mut sources = Vec::new();
         for glob in r.sources.iter().flat_map(|l| l.value.iter()) {
             let g = glob.value.trim();
-            if !source_names.iter().any(|s| glob_matches(g, s)) {
+            if !source_names.iter().any(|s| crate::alert::glob_match(g, s)) {
                 self.report(
                     pos(glob),
                     format!("route `{name}`: `{}` matches no source", g.escape_debug()),
@@ -521,34 +521,5 @@ impl Validator<'_> {
             min_severity,
             sources,
         })
-    }
-}
-
-/// `*` matches any run of characters, `?` one; nothing else is special. Used for the `sources`
-/// of alert routes.
-pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a == b => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_matches;
-
-    #[test]
-    fn globs() {
-        assert!(glob_matches("orders*", "orders"));
-        assert!(glob_matches("orders*", "orders-eu"));
-        assert!(!glob_matches("orders*", "rental"));
-        assert!(glob_matches("*", "x"));
-        assert!(glob_matches("o?ders", "orders"));
     }
 }

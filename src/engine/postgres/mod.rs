@@ -299,6 +299,9 @@ impl Engine for Postgres {
         if opts.no_owner {
             cmd.arg("--no-owner").arg("--no-privileges");
         }
+        if opts.replace {
+            cmd.arg("--clean").arg("--if-exists");
+        }
         let piped = match &input {
             RestoreInput::File(path) => {
                 cmd.arg(format!("--jobs={}", opts.jobs.max(1))).arg(path);
