@@ -778,3 +778,93 @@ async fn with_control_tls_the_api_is_served_over_https_only() {
     drop(daemon);
     pg.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_one_approves_through_a_second_identity() {
+    let (pg, ws) = setup("control:\n  approvals:\n    production: 2\n").await;
+    let prod_snapshot = snapshot_of(&ws, "prod");
+    let stage_snapshot = snapshot_of(&ws, "stage");
+    let admin = ws.admin_token();
+    let denied = |o: &std::process::Output, needle: &str| {
+        let text = all_output(o);
+        assert_eq!(o.status.code(), Some(6), "{text}");
+        assert!(text.contains(needle), "{text}");
+    };
+
+    // An admin without `approve` cannot mint a token that has it.
+    let second_admin = token(&ws, "second-admin", "admin", "*", "*", &[]);
+    let o = ws.run(
+        &["token", "create", "--name", "helper", "--ops", "approve"],
+        &[("LIFEBOAT_TOKEN", second_admin.as_str())],
+    );
+    denied(&o, "lacks `approve`");
+    // One active token per name: `token:bob` is bob.
+    token(&ws, "bob", "read", "*", "*", &[]);
+    let o = ws.run(
+        &["token", "create", "--name", "bob", "--ops", "approve"],
+        &[("LIFEBOAT_TOKEN", admin.as_str())],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o));
+
+    // The person at the shell (`local:USER`) holding a token named USER is one person.
+    let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+        .unwrap()
+        .unwrap()
+        .name;
+    let mine = token(&ws, &user, "approve", "*", "*", &[]);
+    let o = ws.run(&["--json", "delete", &prod_snapshot], &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o));
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = ws.run(&["approve", &id], &[("LIFEBOAT_TOKEN", mine.as_str())]);
+    denied(&o, "cannot decide about it");
+
+    // Whoever created the requester's token is its hand too.
+    let bot = token(&ws, "bot", "delete", "*", "*", &[]);
+    let o = ws.run(
+        &["--json", "delete", &stage_snapshot],
+        &[("LIFEBOAT_TOKEN", bot.as_str())],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o));
+    let id = serde_json::from_slice::<Value>(&o.stdout).unwrap()["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = ws.run(&["approve", &id], &[("LIFEBOAT_TOKEN", admin.as_str())]);
+    denied(&o, "cannot decide about it");
+
+    // A staging snapshot restored over production's database is a production request: it needs
+    // production's two approvals and approvers who reach production.
+    let o = ws.run(
+        &["--json", "restore", &stage_snapshot, "--into-dsn", &pg.dsn("prod")],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o));
+    let request: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        request["approval"]["environments"],
+        json!(["production", "staging"]),
+        "{request}"
+    );
+    assert_eq!(request["approval"]["required_approvals"], 2);
+    assert!(
+        request["approval"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("source `prod` itself"),
+        "{request}"
+    );
+    let staging_approver = token(&ws, "carol", "approve", "staging", "*", &[]);
+    let o = ws.run(
+        &["approve", request["approval"]["id"].as_str().unwrap()],
+        &[("LIFEBOAT_TOKEN", staging_approver.as_str())],
+    );
+    denied(&o, "environment `production`");
+
+    // A scoped token cannot use the CLI's listings, which show every source.
+    let o = ws.run(&["snapshots"], &[("LIFEBOAT_TOKEN", staging_approver.as_str())]);
+    assert_eq!(o.status.code(), Some(6), "{}", all_output(&o));
+    pg.stop().await.unwrap();
+}

@@ -1077,9 +1077,9 @@ async fn a_credential_that_cannot_delete_is_named_and_nothing_is_lost() {
         .expect("deleting needs approval")
         .to_string();
     assert_eq!(report["awaiting_approval"], serde_json::json!([first]));
-    let admin = ws.admin_token();
+    let approver_token = ws.approver_token();
     let mut approver = writer.to_vec();
-    approver.push(("LIFEBOAT_TOKEN", admin.as_str()));
+    approver.push(("LIFEBOAT_TOKEN", approver_token.as_str()));
     let o = ws.run(&["--json", "approve", &id], &approver);
     let text = all_output(&o);
     assert_eq!(o.status.code(), Some(1), "{text}");

@@ -82,6 +82,9 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// One API call: authenticate, run `f` within `timeout`, answer, and audit it.
+///
+/// The call runs in a task of its own: a client that disconnects (or a proxy that gives up) cannot
+/// stop an approved action halfway, nor keep its call out of the audit log.
 pub async fn call<F, Fut>(
     st: &ApiState,
     headers: &HeaderMap,
@@ -92,27 +95,63 @@ pub async fn call<F, Fut>(
     f: F,
 ) -> Response
 where
-    F: FnOnce(Principal) -> Fut,
-    Fut: Future<Output = Result<Reply, ControlError>>,
+    F: FnOnce(ApiState, Principal) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Reply, ControlError>> + Send + 'static,
 {
-    let principal = match bearer(headers) {
-        None => Err(ControlError::Unauthenticated(crate::control::token::AuthError::Missing)),
-        Some(token) => st.plane().authenticate(token).await,
-    };
-    let name = principal
-        .as_ref()
-        .map_or("unauthenticated".to_string(), |p| p.name.clone());
-    let result = match principal {
-        Err(e) => Err(e),
-        Ok(p) => match tokio::time::timeout(timeout, f(p)).await {
-            Ok(r) => r,
-            Err(_) => Err(ControlError::Failed(format!(
-                "the call did not finish within {} s and was stopped; fix: for long work use the CLI on the daemon's host, or retry",
-                timeout.as_secs()
-            ))),
-        },
-    };
-    let (decision, approval, outcome, response) = match result {
+    let st = st.clone();
+    let token = bearer(headers).map(str::to_string);
+    let task = tokio::spawn(async move {
+        let principal = match &token {
+            None => Err(ControlError::Unauthenticated(crate::control::token::AuthError::Missing)),
+            Some(token) => st.plane().authenticate(token).await,
+        };
+        let name = principal
+            .as_ref()
+            .map_or("unauthenticated".to_string(), |p| p.name.clone());
+        let result = match principal {
+            Err(e) => Err(e),
+            Ok(p) => match tokio::time::timeout(timeout, f(st.clone(), p)).await {
+                Ok(r) => r,
+                Err(_) => Err(ControlError::Failed(format!(
+                    "the call did not finish within {} s and was stopped; fix: for long work use the CLI on the daemon's host, or retry",
+                    timeout.as_secs()
+                ))),
+            },
+        };
+        let (decision, approval, outcome, response) = answer(result);
+        let environment = source
+            .as_deref()
+            .and_then(|s| st.ctx.config.sources.get(s))
+            .map(|s| s.environment.clone());
+        let event = AuditEvent {
+            at: jiff::Timestamp::now(),
+            principal: name,
+            action,
+            operation: Some(operation),
+            environment,
+            source,
+            decision,
+            outcome,
+            approval,
+        };
+        if let Err(e) = audit::append(st.catalog.as_ref(), &event).await {
+            tracing::error!("the audit log could not be written for `{}`: {e}", event.action);
+        }
+        response
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => error_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            &format!("the call failed unexpectedly ({e}); the daemon's log has details"),
+        ),
+    }
+}
+
+/// The audit decision, the approval it concerns, the outcome's text and the HTTP response.
+fn answer(result: Result<Reply, ControlError>) -> (Decision, Option<String>, String, Response) {
+    match result {
         Ok(Reply::Json(status, body)) => (
             Decision::Allowed,
             None,
@@ -158,26 +197,7 @@ where
                 error_response(&e),
             )
         }
-    };
-    let environment = source
-        .as_deref()
-        .and_then(|s| st.ctx.config.sources.get(s))
-        .map(|s| s.environment.clone());
-    let event = AuditEvent {
-        at: jiff::Timestamp::now(),
-        principal: name,
-        action,
-        operation: Some(operation),
-        environment,
-        source,
-        decision,
-        outcome,
-        approval,
-    };
-    if let Err(e) = audit::append(st.catalog.as_ref(), &event).await {
-        tracing::error!("the audit log could not be written for `{}`: {e}", event.action);
     }
-    response
 }
 
 /// For routes that do not exist under `/api/v1`.
@@ -189,17 +209,63 @@ pub async fn not_found() -> Response {
     )
 }
 
-/// A JSON body that could not be read: too large, or not the shape the route takes.
+/// A JSON body that could not be read: too large, or not the shape the route takes. serde's message
+/// quotes the offending value, which may be a secret (a DSN with a password): quoted parts are cut.
 pub fn bad_body(e: axum::extract::rejection::JsonRejection) -> ControlError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ControlError::PayloadTooLarge(format!(
-            "the request body is larger than {} KiB; fix: send less",
-            MAX_BODY / 1024
-        ))
-    } else {
-        ControlError::BadRequest(format!(
-            "the request body is not what this route takes: {}; fix: see GET /api/v1/openapi.json",
-            e.body_text()
-        ))
+        return too_large();
+    }
+    ControlError::BadRequest(format!(
+        "the request body is not what this route takes: {}; fix: see GET /api/v1/openapi.json",
+        without_quoted(&e.body_text())
+    ))
+}
+
+pub fn bad_bytes(e: axum::extract::rejection::BytesRejection) -> ControlError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return too_large();
+    }
+    ControlError::BadRequest(format!("the request body could not be read: {}", e.body_text()))
+}
+
+pub fn bad_query(e: axum::extract::rejection::QueryRejection) -> ControlError {
+    ControlError::BadRequest(format!(
+        "the query string is not what this route takes: {}; fix: see GET /api/v1/openapi.json",
+        without_quoted(&e.body_text())
+    ))
+}
+
+fn too_large() -> ControlError {
+    ControlError::PayloadTooLarge(format!(
+        "the request body is larger than {} KiB; fix: send less",
+        MAX_BODY / 1024
+    ))
+}
+
+/// `invalid type: string "postgres://u:pw@h"` -> `invalid type: string "…"`.
+fn without_quoted(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…\"");
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoted_values_are_cut_from_messages() {
+        assert_eq!(
+            super::without_quoted(r#"invalid type: string "postgres://u:pw@h/db", expected a map"#),
+            "invalid type: string \"…\", expected a map"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,10 @@ use axum::routing::{any, delete, get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiState, MAX_BODY, OPENAPI, OPERATION_TIMEOUT, READ_TIMEOUT, Reply, bad_body, call, not_found};
+use super::{
+    ApiState, MAX_BODY, OPENAPI, OPERATION_TIMEOUT, READ_TIMEOUT, Reply, bad_body, bad_bytes, bad_query, call,
+    not_found,
+};
 use crate::catalog::{DrillRunFilter, SnapshotFilter};
 use crate::control::{ApprovalState, ControlError, Decision, Operation, Outcome, Principal, RestoreSpec, Scope};
 use crate::repo::retention::RetentionPolicy;
@@ -67,7 +70,7 @@ fn forbidden(
 // ---- sources and snapshots
 
 async fn sources(State(st): State<ApiState>, headers: HeaderMap) -> Response {
-    call(&st, &headers, "GET /api/v1/sources".into(), Operation::Read, None, READ_TIMEOUT, async |p| {
+    call(&st, &headers, "GET /api/v1/sources".into(), Operation::Read, None, READ_TIMEOUT, async move |st, p| {
         forbidden(&p, Operation::Read, "list sources", &[])?;
         let plane = st.plane();
         let settings = plane.settings().await?;
@@ -100,8 +103,12 @@ struct SnapshotQuery {
     limit: Option<u32>,
 }
 
-async fn snapshots(State(st): State<ApiState>, headers: HeaderMap, Query(q): Query<SnapshotQuery>) -> Response {
-    let source = q.source.clone();
+async fn snapshots(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<SnapshotQuery>, QueryRejection>,
+) -> Response {
+    let source = q.as_ref().ok().and_then(|Query(q)| q.source.clone());
     call(
         &st,
         &headers,
@@ -109,7 +116,8 @@ async fn snapshots(State(st): State<ApiState>, headers: HeaderMap, Query(q): Que
         Operation::Read,
         source,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
+            let Query(q) = q.map_err(bad_query)?;
             let filter = SnapshotFilter {
                 source: q.source,
                 repository: q.repository,
@@ -131,7 +139,7 @@ async fn delete_snapshot(
     State(st): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<RepositoryQuery>,
+    q: Result<Query<RepositoryQuery>, QueryRejection>,
 ) -> Response {
     let action = format!("DELETE /api/v1/snapshots/{id}");
     call(
@@ -141,7 +149,8 @@ async fn delete_snapshot(
         Operation::Delete,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
+            let Query(q) = q.map_err(bad_query)?;
             let a = st.plane().delete_snapshot(&p, &id, q.repository.as_deref()).await?;
             Ok(Reply::Pending(a, None))
         },
@@ -168,7 +177,7 @@ async fn backup(
         Operation::Backup,
         source,
         OPERATION_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let b = body(b)?;
             let r = st.plane().resource(&b.source)?;
             forbidden(&p, Operation::Backup, &format!("back up {}", b.source), &[r])?;
@@ -208,7 +217,7 @@ async fn drills(State(st): State<ApiState>, headers: HeaderMap) -> Response {
         Operation::Read,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             forbidden(&p, Operation::Read, "list drills", &[])?;
             let plane = st.plane();
             let settings = plane.settings().await?;
@@ -253,7 +262,12 @@ struct DrillRunBody {
     negative_control: bool,
 }
 
-async fn run_drill(State(st): State<ApiState>, headers: HeaderMap, Path(name): Path<String>, raw: Bytes) -> Response {
+async fn run_drill(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
     let source = st.drills.iter().find(|d| d.name == name).map(|d| d.source.clone());
     let action = format!("POST /api/v1/drills/{name}/runs");
     call(
@@ -263,7 +277,8 @@ async fn run_drill(State(st): State<ApiState>, headers: HeaderMap, Path(name): P
         Operation::Drill,
         source,
         OPERATION_TIMEOUT,
-        async |p| {
+        async move |st, p| {
+            let raw = raw.map_err(bad_bytes)?;
             let b: DrillRunBody = optional_body(&raw)?;
             let spec = drill(&st, &name)?;
             let r = st.plane().resource(&spec.source)?;
@@ -305,7 +320,7 @@ async fn drill_runs(
     State(st): State<ApiState>,
     headers: HeaderMap,
     Path(name): Path<String>,
-    Query(q): Query<LimitQuery>,
+    q: Result<Query<LimitQuery>, QueryRejection>,
 ) -> Response {
     let source = st.drills.iter().find(|d| d.name == name).map(|d| d.source.clone());
     let action = format!("GET /api/v1/drills/{name}/runs");
@@ -316,7 +331,8 @@ async fn drill_runs(
         Operation::Read,
         source,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
+            let Query(q) = q.map_err(bad_query)?;
             let spec = drill(&st, &name)?;
             let r = st.plane().resource(&spec.source)?;
             forbidden(&p, Operation::Read, &format!("read the runs of drill {name}"), &[r])?;
@@ -342,7 +358,7 @@ async fn sla(State(st): State<ApiState>, headers: HeaderMap) -> Response {
         Operation::Read,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             forbidden(&p, Operation::Read, "read the SLA", &[])?;
             let plane = st.plane();
             let all = crate::cli::drill_cmds::sla_summaries(&st.drills, st.catalog.as_ref()).await?;
@@ -364,7 +380,7 @@ async fn fate(State(st): State<ApiState>, headers: HeaderMap) -> Response {
         Operation::Read,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             forbidden(&p, Operation::Read, "read the shared-fate analysis", &[])?;
             let plane = st.plane();
             // Never the probe: it writes to storage.
@@ -407,8 +423,19 @@ async fn restore(
         Operation::RestoreTarget,
         source,
         OPERATION_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let spec = body(b)?;
+            if let crate::control::RestoreTargetSpec::Dsn {
+                password_env: Some(_), ..
+            } = &spec.target
+            {
+                // A variable of the daemon's environment, sent to a host the caller chooses: never.
+                return Err(ControlError::BadRequest(
+                    "`password_env` is for the CLI only; fix: restore through the API into a server that trusts \
+                     the daemon (or has its .pgpass), or use `lifeboat restore --password-env` on the host"
+                        .into(),
+                ));
+            }
             match st.plane().restore(&p, &spec, &crate::repo::NoProgress).await? {
                 Outcome::Done(d) => Ok(Reply::ok(d)),
                 Outcome::Pending(a) => Ok(Reply::Pending(*a, None)),
@@ -434,7 +461,7 @@ async fn prune(State(st): State<ApiState>, headers: HeaderMap, b: Result<Json<Pr
         Operation::Prune,
         source,
         OPERATION_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let b = body(b)?;
             let repository = match (&b.repository, &b.source) {
                 (Some(r), _) => r.clone(),
@@ -473,7 +500,7 @@ async fn set_retention(
         Operation::Admin,
         Some(name.clone()),
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let policy = body(b)?;
             match st.plane().set_retention(&p, &name, policy).await? {
                 Outcome::Done(policy) => Ok(Reply::ok(json!({ "source": name, "retention": policy }))),
@@ -502,7 +529,7 @@ async fn disable(
         Operation::Admin,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let b = body(b)?;
             let a = st.plane().disable(&p, &b.target, &st.drills).await?;
             Ok(Reply::Pending(a, None))
@@ -523,7 +550,7 @@ async fn enable(
         Operation::Admin,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let b = body(b)?;
             st.plane().enable(&p, &b.target, &st.drills).await?;
             Ok(Reply::ok(json!({ "target": b.target, "enabled": true })))
@@ -534,10 +561,18 @@ async fn enable(
 
 async fn remove_repository(State(st): State<ApiState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
     let action = format!("DELETE /api/v1/repositories/{name}");
-    call(&st, &headers, action, Operation::Admin, None, READ_TIMEOUT, async |p| {
-        let a = st.plane().remove_repository(&p, &name).await?;
-        Ok(Reply::Pending(a, None))
-    })
+    call(
+        &st,
+        &headers,
+        action,
+        Operation::Admin,
+        None,
+        READ_TIMEOUT,
+        async move |st, p| {
+            let a = st.plane().remove_repository(&p, &name).await?;
+            Ok(Reply::Pending(a, None))
+        },
+    )
     .await
 }
 
@@ -548,7 +583,11 @@ struct StateQuery {
     state: Option<String>,
 }
 
-async fn approvals(State(st): State<ApiState>, headers: HeaderMap, Query(q): Query<StateQuery>) -> Response {
+async fn approvals(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<StateQuery>, QueryRejection>,
+) -> Response {
     call(
         &st,
         &headers,
@@ -556,7 +595,8 @@ async fn approvals(State(st): State<ApiState>, headers: HeaderMap, Query(q): Que
         Operation::Read,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
+            let Query(q) = q.map_err(bad_query)?;
             let state = q
                 .state
                 .map(|s| {
@@ -583,7 +623,7 @@ async fn approve(State(st): State<ApiState>, headers: HeaderMap, Path(id): Path<
         Operation::Approve,
         None,
         OPERATION_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let a = st.plane().approve(&p, &id).await?;
             Ok(Reply::Decided(Decision::Approved, a))
         },
@@ -597,7 +637,12 @@ struct DenyBody {
     reason: Option<String>,
 }
 
-async fn deny(State(st): State<ApiState>, headers: HeaderMap, Path(id): Path<String>, raw: Bytes) -> Response {
+async fn deny(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
     let action = format!("POST /api/v1/approvals/{id}/deny");
     call(
         &st,
@@ -606,7 +651,8 @@ async fn deny(State(st): State<ApiState>, headers: HeaderMap, Path(id): Path<Str
         Operation::Approve,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
+            let raw = raw.map_err(bad_bytes)?;
             let b: DenyBody = optional_body(&raw)?;
             let a = st.plane().deny(&p, &id, b.reason).await?;
             Ok(Reply::Decided(Decision::DeniedRequest, a))
@@ -623,7 +669,11 @@ struct AuditQuery {
     limit: Option<u32>,
 }
 
-async fn audit(State(st): State<ApiState>, headers: HeaderMap, Query(q): Query<AuditQuery>) -> Response {
+async fn audit(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Response {
     call(
         &st,
         &headers,
@@ -631,7 +681,8 @@ async fn audit(State(st): State<ApiState>, headers: HeaderMap, Query(q): Query<A
         Operation::Read,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
+            let Query(q) = q.map_err(bad_query)?;
             let entries = st
                 .plane()
                 .audit(&p, q.after.unwrap_or(0), q.limit.unwrap_or(100).min(1000))
@@ -650,7 +701,7 @@ async fn tokens(State(st): State<ApiState>, headers: HeaderMap) -> Response {
         Operation::Admin,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let list = st.plane().tokens(&p).await?;
             Ok(Reply::ok(json!({ "tokens": list })))
         },
@@ -686,7 +737,7 @@ async fn create_token(
         Operation::Admin,
         None,
         READ_TIMEOUT,
-        async |p| {
+        async move |st, p| {
             let b = body(b)?;
             let expires = b
                 .expires
@@ -715,9 +766,17 @@ async fn create_token(
 
 async fn revoke_token(State(st): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let action = format!("DELETE /api/v1/tokens/{id}");
-    call(&st, &headers, action, Operation::Admin, None, READ_TIMEOUT, async |p| {
-        let info = st.plane().revoke_token(&p, &id).await?;
-        Ok(Reply::ok(json!({ "token": info })))
-    })
+    call(
+        &st,
+        &headers,
+        action,
+        Operation::Admin,
+        None,
+        READ_TIMEOUT,
+        async move |st, p| {
+            let info = st.plane().revoke_token(&p, &id).await?;
+            Ok(Reply::ok(json!({ "token": info })))
+        },
+    )
     .await
 }

@@ -57,7 +57,16 @@ pub async fn require(ctx: &Context, op: Operation, what: &str, sources: &[&str])
         .iter()
         .map(|s| plane.resource(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let checked = p.check(op, what, &resources);
+    let mut checked = p.check(op, what, &resources);
+    // The CLI's listings show every source; the API's show only those in the token's scope.
+    if checked.is_ok() && op == Operation::Read && resources.is_empty() && !p.scope.is_global() {
+        checked = Err(crate::control::principal::Denied {
+            principal: p.name.clone(),
+            what: what.to_string(),
+            why: "the command shows every source, and its scope is limited to some environments or sources".into(),
+            fix: "use the API (GET /api/v1/...), which shows only what the token may see, or a token for every environment and source".into(),
+        });
+    }
     catalog.close().await;
     if let Err(d) = checked {
         note(Decision::Denied, None);

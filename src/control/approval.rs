@@ -181,6 +181,9 @@ pub struct Approval {
     pub action: Action,
     pub summary: String,
     pub requester: String,
+    /// Who created the requester's token, if it is a token: they may not approve either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_created_by: Option<String>,
     pub environments: Vec<String>,
     pub sources: Vec<String>,
     pub required_approvals: u32,
@@ -219,7 +222,9 @@ pub enum DecisionError {
     NotPending { id: String, state: &'static str },
     #[error("approval request {id} expired at {at}; it will never run; fix: ask for it again")]
     Expired { id: String, at: jiff::Timestamp },
-    #[error("{principal} asked for request {id} and cannot approve it; fix: another principal with `approve` must")]
+    #[error(
+        "{principal} asked for request {id} (or holds a token its requester created, or created the requester's token) and cannot decide about it; fix: another person with `approve` must"
+    )]
     SelfApproval { id: String, principal: String },
     #[error("{principal} has already approved request {id}; it needs {needed} different approver(s)")]
     AlreadyApproved { id: String, principal: String, needed: u32 },
@@ -277,6 +282,7 @@ pub async fn request(
         summary: new.action.summary(),
         action: new.action,
         requester: new.requester.name.clone(),
+        requester_created_by: new.requester.created_by.clone(),
         environments: new.environments,
         sources: new.sources,
         required_approvals: new.required_approvals.max(1),
@@ -366,7 +372,13 @@ async fn pending(catalog: &dyn Catalog, id: &str, now: jiff::Timestamp) -> Resul
 /// May `p` decide about `a`? Needs `approve` over every environment and source it touches, and
 /// must not be the requester.
 fn may_decide(p: &Principal, a: &Approval, what: &str) -> Result<(), DecisionError> {
-    if p.name == a.requester {
+    // One person is one principal, whether at the shell (`local:alice`) or with a token
+    // (`token:alice`); and a token is its creator's hand: neither may decide about the other's
+    // requests.
+    let same_person = Principal::person(&p.name) == Principal::person(&a.requester);
+    let own_token = p.created_by.as_deref() == Some(a.requester.as_str())
+        || a.requester_created_by.as_deref() == Some(p.name.as_str());
+    if same_person || own_token {
         return Err(DecisionError::SelfApproval {
             id: a.id.clone(),
             principal: p.name.clone(),

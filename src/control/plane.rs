@@ -222,6 +222,7 @@ impl<'a> ControlPlane<'a> {
             name: format!("local:{user}"),
             token_id: None,
             scope,
+            created_by: None,
         })
     }
 
@@ -437,7 +438,34 @@ impl<'a> ControlPlane<'a> {
             report: None,
             scratch: None,
         };
-        let (endpoint, target, label) = match &spec.target {
+        // A DSN that is a configured source's is that source: its environment is what the request
+        // touches, and its approvers must cover it.
+        let effective = match &spec.target {
+            RestoreTargetSpec::Dsn { dsn, .. } => {
+                let url = url::Url::parse(dsn)
+                    .map_err(|e| ControlError::BadRequest(format!("target dsn is not a URL ({e})")))?;
+                if url.password().is_some() || url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+                    return Err(ControlError::BadRequest(
+                        "the target DSN contains a password; fix: remove it and name an environment variable in \
+                         `password_env` (CLI: --password-env)"
+                            .into(),
+                    ));
+                }
+                match self
+                    .ctx
+                    .config
+                    .sources
+                    .values()
+                    .find(|s| engine::same_database(&manifest.engine, &s.dsn, &url))
+                {
+                    Some(s) => RestoreTargetSpec::Source(s.name.clone()),
+                    None => spec.target.clone(),
+                }
+            }
+            other => other.clone(),
+        };
+        let mut target_resource = None;
+        let (endpoint, target, label) = match &effective {
             RestoreTargetSpec::Scratch {} => {
                 p.check(Operation::RestoreScratch, "restore into scratch", &[r])?;
                 let result = self.scratch_restore(&snapshot, &repo).await;
@@ -453,6 +481,7 @@ impl<'a> ControlPlane<'a> {
                 return Ok(Outcome::Done(d));
             }
             RestoreTargetSpec::Source(name) => {
+                target_resource = Some(self.resource(name)?);
                 p.check(
                     Operation::RestoreTarget,
                     "restore over a source database",
@@ -474,11 +503,6 @@ impl<'a> ControlPlane<'a> {
                 p.check(Operation::RestoreTarget, "restore into a database", &[r])?;
                 let url = url::Url::parse(dsn)
                     .map_err(|e| ControlError::BadRequest(format!("target dsn is not a URL ({e})")))?;
-                if url.password().is_some() {
-                    return Err(ControlError::BadRequest(
-                        "the target DSN contains a password; fix: remove it and name an environment variable of the daemon in `password_env`".into(),
-                    ));
-                }
                 let password = password_env
                     .as_ref()
                     .map(|v| crate::cli::context::resolve(&crate::config::SecretRef::Env(v.clone())))
@@ -489,15 +513,9 @@ impl<'a> ControlPlane<'a> {
                     bin_dir: source_cfg.pg_bin_dir.clone(),
                 };
                 let label = engine::redact(&url);
-                let target = if engine::same_database(&manifest.engine, &source_cfg.dsn, &url) {
-                    RestoreTarget::Source {
-                        name: snapshot.source.clone(),
-                    }
-                } else {
-                    RestoreTarget::Dsn {
-                        dsn: url.to_string(),
-                        password_env: password_env.clone(),
-                    }
+                let target = RestoreTarget::Dsn {
+                    dsn: url.to_string(),
+                    password_env: password_env.clone(),
                 };
                 (endpoint, target, label)
             }
@@ -532,7 +550,8 @@ impl<'a> ControlPlane<'a> {
                 no_owner: spec.no_owner,
                 why,
             };
-            return Ok(Outcome::Pending(Box::new(self.request(p, action, &[r]).await?)));
+            let touched: Vec<Resource<'_>> = std::iter::once(r).chain(target_resource).collect();
+            return Ok(Outcome::Pending(Box::new(self.request(p, action, &touched).await?)));
         }
         let report = ops::restore(
             ops::RestoreRequest {
@@ -924,15 +943,13 @@ impl<'a> ControlPlane<'a> {
 
     // ---- tokens
 
-    /// Managing tokens needs `admin`. The local operator has it only while no token exists at all, to
-    /// create the first one, which must be a global admin token: from then on tokens are managed with
+    /// Managing tokens needs `admin`; `grants` is the scope of a token being created. A token grants
+    /// only operations its creator holds. The local operator may manage tokens only while no token
+    /// exists at all, to create the first one, which must be a global admin token: from then on tokens are managed with
     /// an admin token, so that a shell on the daemon's host (or an agent given one) cannot mint itself
     /// a token to approve its own requests.
-    async fn token_admin(&self, p: &Principal, what: &str, first: Option<&Scope>) -> Result<(), ControlError> {
+    async fn token_admin(&self, p: &Principal, what: &str, grants: Option<&Scope>) -> Result<(), ControlError> {
         p.check(Operation::Admin, what, &[])?;
-        if p.token_id.is_some() {
-            return Ok(());
-        }
         let denied = |why: &str, fix: &str| {
             ControlError::Forbidden(Denied {
                 principal: p.name.clone(),
@@ -941,13 +958,26 @@ impl<'a> ControlPlane<'a> {
                 fix: fix.into(),
             })
         };
+        if p.token_id.is_some() {
+            // A token grants only what its creator holds: an admin cannot mint an `approve`
+            // token (for itself, under another name) unless it may approve itself.
+            if let Some(scope) = grants
+                && let Some(op) = scope.operations.iter().find(|op| !p.scope.has(**op))
+            {
+                return Err(denied(
+                    &format!("a token may grant only operations its creator holds, and it lacks `{op}`"),
+                    "ask someone who holds that operation to create the token",
+                ));
+            }
+            return Ok(());
+        }
         if !token::list(self.catalog).await?.is_empty() {
             return Err(denied(
                 "tokens exist, so they are managed with an admin token",
                 "set LIFEBOAT_TOKEN to an admin token",
             ));
         }
-        match first {
+        match grants {
             Some(scope) if !(scope.has(Operation::Admin) && scope.is_global()) => Err(denied(
                 "the first token must be an admin token for every environment and source",
                 "create it with `--ops admin` (and the default --env and --sources), then create the others with it",
@@ -980,6 +1010,17 @@ impl<'a> ControlPlane<'a> {
             ));
         }
         let now = Self::now();
+        // Names are people (or services): one active token per name, so that an approval by
+        // `token:bob` is bob's.
+        if token::list(self.catalog)
+            .await?
+            .iter()
+            .any(|t| t.name == name && t.is_active(now))
+        {
+            return Err(ControlError::Conflict(format!(
+                "an active token named `{name}` exists; fix: revoke it first (`lifeboat token revoke ID`), or choose another name"
+            )));
+        }
         let expires_at = expires
             .map(|d| {
                 jiff::SignedDuration::try_from(d)

@@ -33,6 +33,17 @@ pub struct Principal {
     /// The token's id, for a token.
     pub token_id: Option<String>,
     pub scope: Scope,
+    /// For a token: the principal who created it (who may not approve what it asks, nor ask what
+    /// it approves).
+    #[serde(default)]
+    pub created_by: Option<String>,
+}
+
+impl Principal {
+    /// The person behind a principal: `local:alice` and `token:alice` are both alice.
+    pub fn person(name: &str) -> &str {
+        name.split_once(':').map_or(name, |(_, who)| who)
+    }
 }
 
 /// Why a principal may not do something; the message says what it lacks and how to get it.
@@ -155,6 +166,7 @@ mod tests {
         Principal {
             name: "token:t".into(),
             token_id: Some("x".into()),
+            created_by: None,
             scope: Scope {
                 operations: Operation::parse_list(ops).unwrap(),
                 environments: envs.iter().map(|s| s.to_string()).collect(),

@@ -40,6 +40,7 @@ impl TokenInfo {
             name: format!("token:{}", self.name),
             token_id: Some(self.id.clone()),
             scope: self.scope.clone(),
+            created_by: Some(self.created_by.clone()),
         }
     }
 }

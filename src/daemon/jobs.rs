@@ -277,7 +277,11 @@ async fn copy(shared: &Shared, job: &JobSpec) -> Outcome {
     };
     let mut lines = Vec::new();
     let mut ok = true;
-    for to_name in &source.copy_to {
+    let removed = crate::control::Settings::load(shared.catalog.as_ref())
+        .await
+        .map(|s| s.removed_repositories)
+        .unwrap_or_default();
+    for to_name in source.copy_to.iter().filter(|r| !removed.contains(*r)) {
         let unreachable = AlertKind::RepositoryUnreachable.key(to_name);
         let to = match shared.ctx.repository(to_name).await {
             Ok(r) => r,

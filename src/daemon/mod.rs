@@ -105,6 +105,7 @@ pub async fn run(
         name: format!("daemon:{}", owner.split(':').next().unwrap_or("unknown-host")),
         token_id: None,
         scope,
+        created_by: None,
     };
     let api = crate::api::ApiState {
         ctx: Arc::new(ctx.clone()),
