@@ -868,3 +868,57 @@ async fn no_one_approves_through_a_second_identity() {
     assert_eq!(o.status.code(), Some(6), "{}", all_output(&o));
     pg.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lowering_retention_in_the_config_file_waits_for_approval_too() {
+    let pg = cluster().await;
+    pg.create_database("stage").await.unwrap();
+    load_rental(&pg, "stage", 1).await;
+    let ws = Workspace::new();
+    let config = |keep: u32| {
+        ws.write_simple_config(
+            &pg.dsn("stage"),
+            &format!("    retention:\n      keep_last: {keep}\n      grace: 0s\n"),
+        )
+    };
+    config(3);
+    let o = ws.run(&["init"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    for _ in 0..3 {
+        let o = ws.run(&["-q", "backup", "rental"], &[]);
+        assert!(o.status.success(), "{}", all_output(&o));
+    }
+    let report = cli_json(&ws, &["prune", "rental"], None);
+    assert_eq!(report["policy"], "keep_last 3");
+
+    // Someone edits the file to keep one: the three stay, and a request says what was asked.
+    config(1);
+    let o = ws.run(&["--json", "-q", "prune", "rental"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    assert!(all_output(&o).contains("waits for approval"), "{}", all_output(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["policy"], "keep_last 3", "{report}");
+    assert_eq!(report["snapshots_forgotten"], 0);
+    let pending = cli_json(&ws, &["approvals", "--state", "pending"], None);
+    let request = &pending[0];
+    assert_eq!(request["action"]["kind"], "lower_retention", "{pending}");
+    assert!(
+        request["requester"].as_str().unwrap().starts_with("config:"),
+        "{request}"
+    );
+    assert!(
+        request["summary"].as_str().unwrap().contains("keep_last 3 -> 1"),
+        "{request}"
+    );
+
+    // Approved, the file's policy is in force.
+    ws.approve(request["id"].as_str().unwrap(), &[]);
+    let report = cli_json(&ws, &["prune", "rental"], None);
+    assert_eq!(report["policy"], "keep_last 1", "{report}");
+    assert_eq!(report["snapshots_forgotten"], 2);
+    // Raising it again needs no one.
+    config(5);
+    let report = cli_json(&ws, &["prune", "rental"], None);
+    assert_eq!(report["policy"], "keep_last 5", "{report}");
+    pg.stop().await.unwrap();
+}

@@ -91,12 +91,37 @@ impl PruneArgs {
 }
 
 pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit, CliError> {
-    let configured = args
-        .source
-        .as_deref()
-        .map(|s| ctx.source(s))
-        .transpose()?
-        .and_then(|s| s.retention.clone());
+    // The retention in force: the catalog's, where the config file's is adopted unless it lowers it
+    // (then a request to lower it is made, and the old one stays until it is approved).
+    let configured = match args.source.as_deref() {
+        None => None,
+        Some(s) => {
+            let source = ctx.source(s)?;
+            match ctx.catalog().await {
+                Ok(catalog) => {
+                    let plane = ControlPlane::new(ctx, catalog.as_ref());
+                    for a in plane.reconcile_config_retention().await? {
+                        if a.sources.iter().any(|x| x == s) {
+                            eprintln!(
+                                "warning: the config lowers the retention of {s}; it waits for approval: request {} ({})",
+                                a.id, a.summary
+                            );
+                        }
+                    }
+                    let in_force = plane.settings().await?.retention_of(s, source.retention.as_ref());
+                    catalog.close().await;
+                    in_force
+                }
+                Err(e) => {
+                    eprintln!(
+                        "warning: catalog unavailable, so the config's retention is used as written: {}",
+                        e.message
+                    );
+                    source.retention.clone()
+                }
+            }
+        }
+    };
     let repository = repository_name(ctx, &args)?;
     if let Some(id) = &args.undelete {
         return undelete(ctx, &repository, id, out).await;

@@ -642,6 +642,66 @@ impl<'a> ControlPlane<'a> {
 
     // ---- settings
 
+    /// Brings the config file's `retention:` under the same rule as the API: the retention in force
+    /// lives in the catalog. A config that keeps at least as much by every rule is adopted at once;
+    /// one that keeps less is not: the retention in force stays, and a request to lower it is made
+    /// (by `config:HOST`, once while it is pending), so that editing the file cannot shorten history
+    /// without a human's approval. Returns the requests made or still pending.
+    pub async fn reconcile_config_retention(&self) -> Result<Vec<Approval>, ControlError> {
+        let settings = self.settings().await?;
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "unknown-host".into());
+        let mut scope = Scope::everything();
+        scope.operations.remove(&Operation::Approve);
+        let config = Principal {
+            name: format!("config:{host}"),
+            token_id: None,
+            scope,
+            created_by: None,
+        };
+        let mut requests = Vec::new();
+        for source in self.ctx.config.sources.values() {
+            let change = || Change {
+                by: format!("config file {}", self.ctx.config.path.display()),
+                at: Self::now(),
+                approval: None,
+            };
+            match (settings.retention.get(&source.name), &source.retention) {
+                (None, Some(configured)) => {
+                    settings::set_retention(self.catalog, &source.name, configured, change()).await?;
+                }
+                (Some(in_force), Some(configured)) if in_force != configured => {
+                    let lowered = in_force.lowered_by(configured);
+                    if lowered.is_empty() {
+                        settings::set_retention(self.catalog, &source.name, configured, change()).await?;
+                    } else {
+                        let r = self.resource(&source.name)?;
+                        let action = Action::LowerRetention {
+                            source: source.name.clone(),
+                            from: Some(in_force.clone()),
+                            to: configured.clone(),
+                            lowered,
+                        };
+                        let a = self.request(&config, action, &[r]).await?;
+                        tracing::warn!(
+                            "the config lowers the retention of {} to `{}`; `{}` stays in force until request {} is approved",
+                            source.name,
+                            configured.describe(),
+                            in_force.describe(),
+                            a.id
+                        );
+                        requests.push(a);
+                    }
+                }
+                // No `retention:` in the file keeps everything: nothing is lowered, and what is in
+                // force (set through the API, or adopted earlier) stays.
+                _ => {}
+            }
+        }
+        Ok(requests)
+    }
+
     pub async fn set_retention(
         &self,
         p: &Principal,

@@ -67,6 +67,13 @@ pub async fn run(
     let jobs = plan::jobs(&config, &drills).map_err(|e| CliError::usage(format!("{}; fix: {}", e.message, e.fix)))?;
     let targets = plan::targets(&drills);
     let catalog = ctx.catalog().await?;
+    // The config's retention goes through the same rule as the API's: lowering waits for approval.
+    if let Err(e) = crate::control::ControlPlane::new(&ctx, catalog.as_ref())
+        .reconcile_config_retention()
+        .await
+    {
+        tracing::error!("the config's retention could not be checked against the retention in force: {e}");
+    }
     let mut alerts = alerts_config(&config)?;
     // Routes switched off through an approved request stay off.
     let settings = crate::control::Settings::load(catalog.as_ref()).await?;
