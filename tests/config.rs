@@ -797,3 +797,21 @@ fn fate_problems_are_located_with_the_fix() {
     let s = find(problems, "`fate.schedule`");
     assert_eq!(s.position, at(20, 13), "{s}");
 }
+
+#[test]
+fn control_section_approvals_must_name_a_sources_environment() {
+    let text = format!("{GOOD}control:\n  approval_ttl: 12h\n  approvals:\n    prodution: 2\n");
+    let (_dir, err) = load_err(&text);
+    let p = only(&err);
+    assert_eq!(p.position, at(17, 5), "{p}");
+    assert!(p.message.contains("no source has environment `prodution`"), "{p}");
+    assert!(p.fix.contains("did you mean `production`?"), "{p}");
+    let dir = TempDir::new().unwrap();
+    let good = format!("{GOOD}control:\n  approval_ttl: 12h\n  approvals:\n    production: 2\n");
+    let cfg = config::load_str(&good, &origin(&dir)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.control.approvals_needed(["production", "staging"]), 2);
+    assert_eq!(cfg.control.approvals_needed(["staging"]), 1);
+    assert_eq!(cfg.control.approval_ttl, std::time::Duration::from_secs(12 * 3600));
+    let (_dir, err) = load_err(&good.replace("production: 2", "production: 9"));
+    assert!(only(&err).message.contains("out of range"), "{err}");
+}

@@ -400,8 +400,17 @@ async fn fate(State(st): State<ApiState>, headers: HeaderMap) -> Response {
                     None => p.scope.is_global(),
                 })
                 .collect();
+            // Counts of what this token may see; notes name sources and repositories, so only a
+            // global scope sees them.
+            let findings: Vec<crate::fate::Finding> = findings.into_iter().cloned().collect();
+            let counts = crate::fate::Counts::of(&findings);
+            let notes = if p.scope.is_global() {
+                analysis.notes.clone()
+            } else {
+                Vec::new()
+            };
             Ok(Reply::ok(
-                json!({ "findings": findings, "counts": analysis.counts(), "notes": analysis.notes }),
+                json!({ "findings": findings, "counts": counts, "notes": notes }),
             ))
         },
     )

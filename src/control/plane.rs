@@ -418,6 +418,13 @@ impl<'a> ControlPlane<'a> {
         spec: &RestoreSpec,
         progress: &dyn crate::repo::Progress,
     ) -> Result<Outcome<RestoreDone>, ControlError> {
+        if let Some(jobs) = spec.jobs
+            && !(1..=64).contains(&jobs)
+        {
+            return Err(ControlError::BadRequest(format!(
+                "`jobs: {jobs}` is out of range; fix: use 1 to 64 (about the target's CPU count)"
+            )));
+        }
         // A snapshot named by id is found in the repositories (the truth); a point in time in the
         // catalog's list.
         let (repo_name, repo, manifest) = match &spec.snapshot {

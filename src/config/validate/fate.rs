@@ -48,7 +48,13 @@ impl Validator<'_> {
     }
 
     /// `control:`.
-    pub(super) fn control(&mut self, raw: Option<&S<crate::config::raw::RawControl>>) -> Option<ControlConfig> {
+    /// `control:`. `environments` are the sources' environments: an approval count for any other
+    /// name is a typo that would leave the real environment at one approval.
+    pub(super) fn control(
+        &mut self,
+        raw: Option<&S<crate::config::raw::RawControl>>,
+        environments: &[&str],
+    ) -> Option<ControlConfig> {
         let mut control = ControlConfig::default();
         let Some(raw) = raw else { return Some(control) };
         let r = &raw.value;
@@ -61,7 +67,23 @@ impl Validator<'_> {
         }
         if let Some(map) = &r.approvals {
             for (env, n) in &map.value {
-                if n.value == 0 || n.value > 5 {
+                if !environments.contains(&env.value.as_str()) {
+                    let mut known: Vec<&str> = environments.to_vec();
+                    known.sort();
+                    known.dedup();
+                    let hint = crate::config::did_you_mean(&env.value, known.iter().copied())
+                        .map(|m| format!("did you mean `{m}`? "))
+                        .unwrap_or_default();
+                    self.report(
+                        pos(env),
+                        format!("`control.approvals.{}`: no source has environment `{}`", env.value, env.value),
+                        format!(
+                            "{hint}name an environment of a source ({}); a misspelt one would leave the real one at a single approval",
+                            known.join(", ")
+                        ),
+                    );
+                    ok = false;
+                } else if n.value == 0 || n.value > 5 {
                     self.report(
                         pos(n),
                         format!("`control.approvals.{}: {}` is out of range", env.value, n.value),

@@ -228,7 +228,11 @@ impl<'a> Validator<'a> {
             None => Some(Default::default()),
         };
         let fate = self.fate(raw.fate.as_ref(), daemon.timezone);
-        let control = self.control(raw.control.as_ref());
+        let environments: Vec<&str> = sources
+            .values()
+            .map(|s: &crate::config::SourceConfig| s.environment.as_str())
+            .collect();
+        let control = self.control(raw.control.as_ref(), &environments);
 
         Some(Config {
             path: self.file.to_path_buf(),
