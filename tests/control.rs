@@ -301,6 +301,15 @@ async fn the_incident_replayed_an_agent_token_cannot_destroy_anything_and_one_ap
         .remove(&format!("snapshots/prod/{prod_snapshot}.json"))
         .expect("the manifest was there");
     assert_eq!(repo_objects(&ws), expected, "exactly one manifest goes");
+    let (_, log) = api.call("GET", "/api/v1/audit?limit=1000", Some(&alice), None).await;
+    assert!(
+        log["entries"].as_array().unwrap().iter().any(|e| e["action"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("run approved request {request}"))
+            && e["principal"] == "token:alice"),
+        "the run is logged before it happens: {log}"
+    );
     let (status, reply) = api
         .call(
             "POST",

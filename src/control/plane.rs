@@ -843,7 +843,28 @@ impl<'a> ControlPlane<'a> {
         }
         let mut a = approval::approve(self.catalog, id, p, Self::now()).await?;
         if a.state == ApprovalState::Approved && approval::start(self.catalog, &mut a).await? {
-            let result = self.execute(&a).await;
+            // Nothing destructive runs unrecorded: the log says what is about to happen first, and
+            // a log that cannot be written stops it.
+            let about_to = super::AuditEvent {
+                at: Self::now(),
+                principal: p.name.clone(),
+                action: format!("run approved request {}: {}", a.id, a.summary),
+                operation: Some(a.action.operation()),
+                environment: a.environments.first().cloned(),
+                source: a.sources.first().cloned(),
+                decision: super::Decision::Approved,
+                outcome: format!(
+                    "running; approved by {}",
+                    a.approvals.iter().map(|x| x.by.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                approval: Some(a.id.clone()),
+            };
+            let result = match super::audit::append(self.catalog, &about_to).await {
+                Ok(_) => self.execute(&a).await,
+                Err(e) => Err(format!(
+                    "not run: the audit log could not record it ({e}); fix: repair the catalog, then ask for it again"
+                )),
+            };
             approval::finish(self.catalog, &mut a, result).await?;
         }
         Ok(a)
