@@ -223,6 +223,11 @@ async fn the_incident_replayed_an_agent_token_cannot_destroy_anything_and_one_ap
         reply["approval"]["summary"].as_str().unwrap().contains(&prod_snapshot),
         "{reply}"
     );
+    let (_, metrics) = daemon.get("/metrics").await;
+    assert!(
+        metrics.contains("lifeboat_approvals_pending{kind=\"delete_snapshot\"} 1"),
+        "a waiting request shows on /metrics: {metrics}"
+    );
     let (status, reply) = api
         .call(
             "POST",

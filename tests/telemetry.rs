@@ -205,6 +205,7 @@ fn record_every_event(metrics: &Metrics) -> Timestamp {
     metrics.job_finished("backup", "billing", secs(4000), false);
     metrics.job_missed("verify", "orders");
     metrics.fate_findings(2, 1, 0);
+    metrics.approvals_pending(&[("delete_snapshot", 1), ("prune", 2)]);
     metrics.alert_delivery("ops-slack", true);
     metrics.alert_delivery("pagerduty", false);
     finished
@@ -333,6 +334,9 @@ async fn metrics_are_served_as_openmetrics_with_every_event_recorded() {
     assert_eq!(v("lifeboat_fate_findings", &[("severity", "critical")]), 2.0);
     assert_eq!(v("lifeboat_fate_findings", &[("severity", "warning")]), 1.0);
     assert_eq!(v("lifeboat_fate_findings", &[("severity", "info")]), 0.0);
+    assert_eq!(v("lifeboat_approvals_pending", &[("kind", "delete_snapshot")]), 1.0);
+    assert_eq!(v("lifeboat_approvals_pending", &[("kind", "prune")]), 2.0);
+    assert_eq!(v("lifeboat_approvals_pending", &[("kind", "restore_over")]), 0.0);
     assert_eq!(
         v(
             "lifeboat_alert_deliveries_total",
@@ -687,6 +691,7 @@ async fn the_grafana_dashboard_queries_only_exported_metrics() {
         "Job duration p95 (24 h window)",
         "Fate findings by severity",
         "Alert delivery failures per hour",
+        "Approval requests waiting",
     ] {
         assert!(
             titles.contains(&wanted),

@@ -41,6 +41,8 @@ pub struct ApiState {
     pub ctx: Arc<Context>,
     pub catalog: Arc<dyn Catalog>,
     pub drills: Arc<Vec<DrillSpec>>,
+    /// For `lifeboat_approvals_pending`, refreshed whenever a call makes or decides a request.
+    pub metrics: crate::telemetry::Metrics,
 }
 
 impl ApiState {
@@ -136,6 +138,14 @@ where
         };
         if let Err(e) = audit::append(st.catalog.as_ref(), &event).await {
             tracing::error!("the audit log could not be written for `{}`: {e}", event.action);
+        }
+        if matches!(
+            decision,
+            Decision::Pending | Decision::Approved | Decision::DeniedRequest
+        ) && let Ok(counts) =
+            crate::control::approval::pending_by_kind(st.catalog.as_ref(), jiff::Timestamp::now()).await
+        {
+            st.metrics.approvals_pending(&counts);
         }
         response
     });

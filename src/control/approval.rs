@@ -68,6 +68,18 @@ pub enum RestoreTarget {
 }
 
 impl Action {
+    /// Its `kind` as serialised, e.g. `delete_snapshot`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::DeleteSnapshot { .. } => "delete_snapshot",
+            Action::Prune { .. } => "prune",
+            Action::RestoreOver { .. } => "restore_over",
+            Action::LowerRetention { .. } => "lower_retention",
+            Action::Disable { .. } => "disable",
+            Action::RemoveRepository { .. } => "remove_repository",
+        }
+    }
+
     /// The operation a requester needs to ask for it.
     pub fn operation(&self) -> Operation {
         match self {
@@ -488,4 +500,35 @@ pub async fn finish(
         );
     }
     Ok(())
+}
+
+/// How many requests are pending (and not expired), by kind: for the `lifeboat_approvals_pending`
+/// metric.
+pub async fn pending_by_kind(
+    catalog: &dyn Catalog,
+    now: jiff::Timestamp,
+) -> Result<Vec<(&'static str, u64)>, CatalogError> {
+    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    for a in list(catalog, Some(ApprovalState::Pending), now).await? {
+        match counts.iter_mut().find(|(k, _)| *k == a.action.kind()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((a.action.kind(), 1)),
+        }
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_is_the_serialised_tag() {
+        let a = Action::Disable {
+            target: "route:x".into(),
+        };
+        assert_eq!(serde_json::to_value(&a).unwrap()["kind"], a.kind());
+        let a = Action::RemoveRepository { repository: "r".into() };
+        assert_eq!(serde_json::to_value(&a).unwrap()["kind"], a.kind());
+    }
 }

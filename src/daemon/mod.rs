@@ -118,6 +118,7 @@ pub async fn run(
         ctx: Arc::new(ctx.clone()),
         catalog: Arc::from(ctx.catalog().await?),
         drills: Arc::new(drills.clone()),
+        metrics: metrics.clone(),
     };
     let shared = Arc::new(Shared {
         ctx,
@@ -183,9 +184,15 @@ pub async fn run(
 const AUDIT_MIRROR_EVERY: Duration = Duration::from_secs(30);
 
 /// Copies the audit log into every repository in use, now and then and once more at shutdown, so
-/// the record of who did what survives the loss of this host and its catalog.
+/// the record of who did what survives the loss of this host and its catalog; and counts the
+/// pending approval requests for `/metrics`.
 async fn mirror_audit(shared: Arc<Shared>, catalog: Arc<dyn Catalog>, mut stop: channel::Receiver<bool>) {
     loop {
+        // Requests made by the CLI or the daemon's own jobs, and expiries, show up here too.
+        match crate::control::approval::pending_by_kind(catalog.as_ref(), jiff::Timestamp::now()).await {
+            Ok(counts) => shared.metrics.approvals_pending(&counts),
+            Err(e) => tracing::warn!("pending approvals not counted: {e}"),
+        }
         let removed = crate::control::Settings::load(catalog.as_ref())
             .await
             .map(|s| s.removed_repositories)

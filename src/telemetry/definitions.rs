@@ -230,6 +230,16 @@ pub const FATE_FINDINGS: MetricDef = MetricDef {
     help: "Open shared-fate findings from the latest analysis by severity (critical, warning, info)",
 };
 
+pub const APPROVALS_PENDING: MetricDef = MetricDef {
+    name: "lifeboat_approvals_pending",
+    kind: MetricKind::Gauge,
+    unit: None,
+    labels: &["kind"],
+    help: "Approval requests waiting for approvers, by what they would do (delete_snapshot, prune, \
+           restore_over, lower_retention, disable, remove_repository): nothing destructive happens until \
+           someone approves",
+};
+
 pub const ALERT_DELIVERIES: MetricDef = MetricDef {
     name: "lifeboat_alert_deliveries_total",
     kind: MetricKind::Counter,
@@ -256,6 +266,7 @@ pub const METRICS: &[MetricDef] = &[
     JOB_FAILURES,
     JOBS_MISSED,
     FATE_FINDINGS,
+    APPROVALS_PENDING,
     ALERT_DELIVERIES,
 ];
 

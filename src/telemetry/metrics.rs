@@ -49,6 +49,7 @@ struct Inner {
     job_failures: Family<TwoLabels, Counter>,
     jobs_missed: Family<TwoLabels, Counter>,
     fate_findings: Family<OneLabel, Gauge>,
+    approvals_pending: Family<OneLabel, Gauge>,
     alert_deliveries: Family<TwoLabels, Counter>,
     /// Label values each drill has exposed, so that a new run can drop series the old one left.
     drill_series: Mutex<HashMap<String, DrillSeries>>,
@@ -103,6 +104,7 @@ impl Metrics {
             job_failures: Family::default(),
             jobs_missed: Family::default(),
             fate_findings: Family::default(),
+            approvals_pending: Family::default(),
             alert_deliveries: Family::default(),
             drill_series: Mutex::default(),
             registry: Registry::default(),
@@ -129,6 +131,7 @@ impl Metrics {
                 n if n == defs::JOB_FAILURES.name => register(&mut registry, def, inner.job_failures.clone()),
                 n if n == defs::JOBS_MISSED.name => register(&mut registry, def, inner.jobs_missed.clone()),
                 n if n == defs::FATE_FINDINGS.name => register(&mut registry, def, inner.fate_findings.clone()),
+                n if n == defs::APPROVALS_PENDING.name => register(&mut registry, def, inner.approvals_pending.clone()),
                 n if n == defs::ALERT_DELIVERIES.name => register(&mut registry, def, inner.alert_deliveries.clone()),
                 other => unreachable!("{other} is listed in METRICS but Metrics::new does not register it"),
             }
@@ -282,6 +285,25 @@ impl Metrics {
                 .fate_findings
                 .get_or_create(&one("severity", severity))
                 .set(count);
+        }
+    }
+
+    /// The approval requests pending now, by kind; every kind is exported, 0 when none waits.
+    pub fn approvals_pending(&self, counts: &[(&str, u64)]) {
+        const KINDS: [&str; 6] = [
+            "delete_snapshot",
+            "prune",
+            "restore_over",
+            "lower_retention",
+            "disable",
+            "remove_repository",
+        ];
+        for kind in KINDS {
+            let n = counts.iter().filter(|(k, _)| *k == kind).map(|(_, n)| *n).sum::<u64>();
+            self.inner
+                .approvals_pending
+                .get_or_create(&one("kind", kind))
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
