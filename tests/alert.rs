@@ -236,6 +236,40 @@ async fn alerts_take_routes_by_severity_source_and_explicit_name() {
     assert_eq!(receiver.all().len(), 6);
 }
 
+#[tokio::test]
+async fn a_route_switched_off_takes_no_alerts_until_it_is_switched_back_on() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        vec![
+            ("ops", webhook(receiver.url("/ops"))),
+            ("pager", webhook(receiver.url("/pager"))),
+        ],
+        vec![
+            ("everything", route(&["ops"], Severity::Info, &[])),
+            ("oncall", route(&["pager"], Severity::Critical, &[])),
+        ],
+    );
+    let alerter = Alerter::start(config, state_file(&dir)).unwrap();
+    alerter.set_disabled_routes(["oncall".to_string()]);
+    let off = alerter.raise(backup_failed(Severity::Critical, "orders", "failed"));
+    assert_eq!(sinks(&off), ["ops"]);
+    // A drill naming the switched-off route: it goes nowhere, and is not reported as unknown.
+    let drill = Alert::new(AlertKind::DrillFailed, Severity::Critical, "row counts differ")
+        .with_drill("orders-nightly")
+        .with_routes(["oncall"]);
+    assert_eq!(sinks(&alerter.raise(drill)), Vec::<&str>::new());
+    alerter.set_disabled_routes(Vec::new());
+    let on = alerter.raise(backup_failed(Severity::Critical, "billing", "failed"));
+    assert_eq!(sinks(&on), ["ops", "pager"]);
+    settle(&alerter).await;
+    assert_eq!(
+        receiver.at("/pager").len(),
+        1,
+        "only the alert raised after switching it back on"
+    );
+}
+
 // ---------------------------------------------------------------- de-duplication and resolve
 
 #[tokio::test]

@@ -212,6 +212,8 @@ pub struct Alerter {
 
 struct Inner {
     routes: BTreeMap<String, RouteConfig>,
+    /// Routes switched off (through an approved request); alerts do not take them.
+    disabled_routes: Mutex<std::collections::BTreeSet<String>>,
     reminder: Duration,
     state: Mutex<AlertState>,
     sinks: BTreeMap<String, SinkWorker>,
@@ -247,6 +249,7 @@ impl Alerter {
         Ok(Alerter {
             inner: Arc::new(Inner {
                 routes: config.routes,
+                disabled_routes: Mutex::default(),
                 reminder: config.reminder,
                 state: Mutex::new(state),
                 sinks,
@@ -254,11 +257,31 @@ impl Alerter {
         })
     }
 
+    /// Switches these routes off (and every other one on): from now on alerts do not take them.
+    /// Alerts already queued are still delivered.
+    pub fn set_disabled_routes(&self, routes: impl IntoIterator<Item = String>) {
+        let mut disabled = self.inner.disabled_routes.lock().unwrap_or_else(|e| e.into_inner());
+        *disabled = routes.into_iter().collect();
+    }
+
     /// Raises `alert`: sends it if it is new, changed, or due for a reminder (see the module
     /// doc), and records it as open. Returns at once; delivery happens in the background.
     pub fn raise(&self, alert: Alert) -> RaiseOutcome {
         let inner = &self.inner;
-        let (sinks, unknown_routes) = route::select_sinks(&inner.routes, &alert);
+        let disabled = inner.disabled_routes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (sinks, unknown_routes) = if disabled.is_empty() {
+            route::select_sinks(&inner.routes, &alert)
+        } else {
+            let on: BTreeMap<String, RouteConfig> = inner
+                .routes
+                .iter()
+                .filter(|(name, _)| !disabled.contains(*name))
+                .map(|(name, r)| (name.clone(), r.clone()))
+                .collect();
+            let (sinks, unknown) = route::select_sinks(&on, &alert);
+            // A route that is only switched off is not unknown.
+            (sinks, unknown.into_iter().filter(|r| !disabled.contains(*r)).collect())
+        };
         let key = alert.key();
         // Queue under the state lock, so that a concurrent resolve of the same key cannot queue
         // its resolve ahead of this trigger.

@@ -70,10 +70,6 @@ impl Settings {
     pub fn job_disabled(&self, key: &str) -> bool {
         self.disabled.contains(&format!("job:{key}")) || (key.starts_with("drill:") && self.disabled.contains(key))
     }
-
-    pub fn route_disabled(&self, route: &str) -> bool {
-        self.disabled.contains(&format!("route:{route}"))
-    }
 }
 
 pub async fn set_retention(

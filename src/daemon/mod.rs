@@ -74,18 +74,12 @@ pub async fn run(
     {
         tracing::error!("the config's retention could not be checked against the retention in force: {e}");
     }
-    let mut alerts = alerts_config(&config)?;
-    // Routes switched off through an approved request stay off.
-    let settings = crate::control::Settings::load(catalog.as_ref()).await?;
-    alerts.routes.retain(|name, _| {
-        let off = settings.route_disabled(name);
-        if off {
-            tracing::warn!("alert route {name} is disabled (`lifeboat enable route:{name}` switches it back on)");
-        }
-        !off
-    });
+    let alerts = alerts_config(&config)?;
     let alerter = Alerter::start(alerts, config.state_dir.join("alerts.json"))
         .map_err(|e| CliError::usage(format!("alerts: {e}")))?;
+    // Routes switched off through an approved request stay off (and are re-read every 30 s).
+    let settings = crate::control::Settings::load(catalog.as_ref()).await?;
+    alerter.set_disabled_routes(disabled_routes(&settings));
     let metrics = Metrics::new();
     let health = Health::new();
     let mut server = Server::bind(config.daemon.listen)
@@ -180,7 +174,18 @@ pub async fn run(
     Ok(Exit::Ok)
 }
 
-/// How often the daemon copies new audit entries into the repositories.
+/// The alert routes disabled through approved requests.
+fn disabled_routes(settings: &crate::control::Settings) -> Vec<String> {
+    settings
+        .disabled
+        .iter()
+        .filter_map(|t| t.strip_prefix("route:"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// How often the daemon copies new audit entries into the repositories (and re-reads the disabled
+/// alert routes and the pending approvals).
 const AUDIT_MIRROR_EVERY: Duration = Duration::from_secs(30);
 
 /// Copies the audit log into every repository in use, now and then and once more at shutdown, so
@@ -188,6 +193,10 @@ const AUDIT_MIRROR_EVERY: Duration = Duration::from_secs(30);
 /// pending approval requests for `/metrics`.
 async fn mirror_audit(shared: Arc<Shared>, catalog: Arc<dyn Catalog>, mut stop: channel::Receiver<bool>) {
     loop {
+        match crate::control::Settings::load(catalog.as_ref()).await {
+            Ok(settings) => shared.alerter.set_disabled_routes(disabled_routes(&settings)),
+            Err(e) => tracing::warn!("disabled alert routes not re-read: {e}"),
+        }
         // Requests made by the CLI or the daemon's own jobs, and expiries, show up here too.
         match crate::control::approval::pending_by_kind(catalog.as_ref(), jiff::Timestamp::now()).await {
             Ok(counts) => shared.metrics.approvals_pending(&counts),
