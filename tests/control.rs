@@ -936,3 +936,37 @@ async fn lowering_retention_in_the_config_file_waits_for_approval_too() {
     assert_eq!(report["policy"], "keep_last 5", "{report}");
     pg.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_repository_takes_no_more_writes_until_it_is_enabled_again() {
+    let (pg, ws) = setup("").await;
+    let snapshot = snapshot_of(&ws, "stage");
+    let o = ws.run(&["--json", "disable", "repository:local"], &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", all_output(&o));
+    let request: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(request["approval"]["action"]["kind"], "remove_repository", "{request}");
+    ws.approve(request["approval"]["id"].as_str().unwrap(), &[]);
+
+    let before = repo_objects(&ws);
+    for args in [vec!["backup", "stage"], vec!["drill", "run", "stage-check"]] {
+        let o = ws.run(&args, &[]);
+        assert_eq!(o.status.code(), Some(3), "{args:?}: {}", all_output(&o));
+        assert!(
+            all_output(&o).contains("repository local was removed"),
+            "{}",
+            all_output(&o)
+        );
+    }
+    assert_eq!(repo_objects(&ws), before, "nothing written to it");
+    // Its data is untouched and still restores: that is recovery, not use.
+    pg.create_database("back").await.unwrap();
+    let o = ws.run(&["-q", "restore", &snapshot, "--into-dsn", &pg.dsn("back")], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+
+    let admin = ws.admin_token();
+    let o = ws.run(&["enable", "repository:local"], &[("LIFEBOAT_TOKEN", admin.as_str())]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    let o = ws.run(&["-q", "backup", "stage"], &[]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    pg.stop().await.unwrap();
+}

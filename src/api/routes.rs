@@ -181,6 +181,9 @@ async fn backup(
             let b = body(b)?;
             let r = st.plane().resource(&b.source)?;
             forbidden(&p, Operation::Backup, &format!("back up {}", b.source), &[r])?;
+            st.plane()
+                .repository_in_use(&st.ctx.source(&b.source)?.repository)
+                .await?;
             let report = crate::cli::repo_cmds::backup_recorded(
                 &st.ctx,
                 Some(st.catalog.as_ref()),
@@ -283,6 +286,9 @@ async fn run_drill(
             let spec = drill(&st, &name)?;
             let r = st.plane().resource(&spec.source)?;
             forbidden(&p, Operation::Drill, &format!("run drill {name}"), &[r])?;
+            st.plane()
+                .repository_in_use(&st.ctx.source(&spec.source)?.repository)
+                .await?;
             let (result, evidence) = crate::cli::drill_cmds::run_recorded(
                 &st.ctx,
                 Some(st.catalog.as_ref()),

@@ -75,6 +75,19 @@ pub async fn require(ctx: &Context, op: Operation, what: &str, sources: &[&str])
     Ok(())
 }
 
+/// Refuses to write to a repository removed through an approved request. Without a catalog there
+/// is no record of a removal, and the command goes on.
+pub async fn in_use(ctx: &Context, repository: &str) -> Result<(), CliError> {
+    let Ok(catalog) = ctx.catalog().await else {
+        return Ok(());
+    };
+    let result = ControlPlane::new(ctx, catalog.as_ref())
+        .repository_in_use(repository)
+        .await;
+    catalog.close().await;
+    Ok(result?)
+}
+
 // ---- the audit entry of each command
 
 /// What a command decided, for its audit entry; commands set it where it is not plain `allowed`.

@@ -33,6 +33,7 @@ pub struct CopyArgs {
 }
 
 pub async fn copy(ctx: &Context, args: CopyArgs, out: &Output) -> Result<Exit, CliError> {
+    super::control_cmds::in_use(ctx, &args.to).await?;
     if args.uploads == 0 {
         return Err(CliError::usage(
             "--uploads must be at least 1; fix: leave it out for the default of 4",

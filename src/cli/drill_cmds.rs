@@ -63,6 +63,7 @@ pub async fn run_drill(ctx: &Context, name: &str, negative_control: bool, out: &
         &[&spec.source],
     )
     .await?;
+    super::control_cmds::in_use(ctx, &ctx.source(&spec.source)?.repository).await?;
     let meter = Meter::new(out.progress, "drill", None);
     let catalog = match ctx.catalog().await {
         Ok(c) => Some(c),

@@ -364,6 +364,7 @@ async fn dispatch(ctx: &context::Context, command: Command, out: &render::Output
         }
         Command::Backup { source, uploads } => {
             require(ctx, Operation::Backup, &format!("back up {source}"), &[&source]).await?;
+            control_cmds::in_use(ctx, &ctx.source(&source)?.repository).await?;
             repo_cmds::backup(ctx, &source, uploads, out).await
         }
         Command::Snapshots {

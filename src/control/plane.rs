@@ -288,6 +288,19 @@ impl<'a> ControlPlane<'a> {
         Ok(Settings::load(self.catalog).await?)
     }
 
+    /// Refuses to write to a repository removed through an approved request (backups, drills'
+    /// evidence, copies). Reading it stays possible: restoring from it is recovery.
+    pub async fn repository_in_use(&self, repository: &str) -> Result<(), ControlError> {
+        if self.settings().await?.removed_repositories.contains(repository) {
+            return Err(ControlError::Refused(format!(
+                "refused: repository {repository} was removed through an approved request, so nothing is written \
+                 to it any more; fix: point the source at another repository in the config, or ask for the \
+                 removal to be undone (an admin runs `lifeboat enable repository:{repository}`)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Snapshots the principal may see.
     pub async fn snapshots(&self, p: &Principal, filter: &SnapshotFilter) -> Result<Vec<SnapshotRecord>, ControlError> {
         p.check(Operation::Read, "list snapshots", &[])?;
@@ -755,7 +768,7 @@ impl<'a> ControlPlane<'a> {
     ) -> Result<Vec<Resource<'a>>, ControlError> {
         let unknown = |what: &str| {
             ControlError::NotFound(format!(
-                "unknown {what} in `{target}`; fix: write drill:NAME, job:KIND:TARGET (e.g. job:backup:orders) or route:NAME"
+                "unknown {what} in `{target}`; fix: write drill:NAME, job:KIND:TARGET (e.g. job:backup:orders), route:NAME or repository:NAME"
             ))
         };
         if let Some(name) = target.strip_prefix("drill:") {
@@ -770,6 +783,9 @@ impl<'a> ControlPlane<'a> {
                 "fate" => Ok(Vec::new()),
                 _ => Err(unknown("job kind")),
             };
+        }
+        if let Some(repository) = target.strip_prefix("repository:") {
+            return self.resources_of_repository(repository);
         }
         if let Some(route) = target.strip_prefix("route:") {
             if !self.ctx.config.alerts.routes.contains_key(route) {
@@ -788,8 +804,13 @@ impl<'a> ControlPlane<'a> {
     ) -> Result<Approval, ControlError> {
         let resources = self.target_resources(target, drills)?;
         p.check(Operation::Admin, &format!("disable {target}"), &resources)?;
-        let action = Action::Disable {
-            target: target.to_string(),
+        let action = match target.strip_prefix("repository:") {
+            Some(repository) => Action::RemoveRepository {
+                repository: repository.to_string(),
+            },
+            None => Action::Disable {
+                target: target.to_string(),
+            },
         };
         self.request(p, action, &resources).await
     }
@@ -802,7 +823,11 @@ impl<'a> ControlPlane<'a> {
     ) -> Result<(), ControlError> {
         let resources = self.target_resources(target, drills)?;
         p.check(Operation::Admin, &format!("enable {target}"), &resources)?;
-        settings::set_flag(self.catalog, &settings::disabled_key(target), None).await?;
+        let key = match target.strip_prefix("repository:") {
+            Some(repository) => settings::removed_key(repository),
+            None => settings::disabled_key(target),
+        };
+        settings::set_flag(self.catalog, &key, None).await?;
         Ok(())
     }
 
