@@ -487,7 +487,7 @@ async fn prune(State(st): State<ApiState>, headers: HeaderMap, b: Result<Json<Pr
                     ));
                 }
             };
-            let tz = jiff::tz::TimeZone::get(st.ctx.config.daemon.timezone.name()).unwrap_or(jiff::tz::TimeZone::UTC);
+            let tz = st.ctx.config.daemon.zone();
             let (report, approval) = st.plane().prune(&p, &repository, b.source.as_deref(), None, tz).await?;
             let report = json!({ "report": report });
             Ok(match approval {

@@ -142,12 +142,19 @@ impl Context {
     }
 
     pub fn engine_for_source(&self, source: &SourceConfig) -> Result<Box<dyn Engine>, CliError> {
-        let endpoint = Endpoint {
+        Ok(engine::for_kind(
+            source.kind.as_str(),
+            self.endpoint_for_source(source)?,
+        )?)
+    }
+
+    /// How to reach a source's database, its password read now.
+    pub fn endpoint_for_source(&self, source: &SourceConfig) -> Result<Endpoint, CliError> {
+        Ok(Endpoint {
             dsn: source.dsn.clone(),
             password: source.password.as_ref().map(resolve).transpose()?,
             bin_dir: source.pg_bin_dir.clone(),
-        };
-        Ok(engine::for_kind(source.kind.as_str(), endpoint)?)
+        })
     }
 
     /// The configured repositories a command should look at: one by name, or all.

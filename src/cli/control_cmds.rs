@@ -238,12 +238,7 @@ pub async fn token(ctx: &Context, action: TokenAction, out: &Output) -> Result<E
                 println!("{secret}");
                 println!(
                     "  operations {}; environments {}; sources {}; expires {}",
-                    info.scope
-                        .operations
-                        .iter()
-                        .map(|o| o.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    info.scope.operations_text(),
                     info.scope.environments.join(","),
                     info.scope.sources.join(","),
                     info.expires_at.map_or("never".into(), |e| e.to_string())
@@ -262,12 +257,7 @@ pub async fn token(ctx: &Context, action: TokenAction, out: &Output) -> Result<E
                         vec![
                             t.id.clone(),
                             t.name.clone(),
-                            t.scope
-                                .operations
-                                .iter()
-                                .map(|o| o.as_str())
-                                .collect::<Vec<_>>()
-                                .join(","),
+                            t.scope.operations_text(),
                             t.scope.environments.join(","),
                             t.scope.sources.join(","),
                             if t.revoked_at.is_some() {

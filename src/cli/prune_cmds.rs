@@ -169,7 +169,7 @@ pub async fn prune(ctx: &Context, args: PruneArgs, out: &Output) -> Result<Exit,
             ))
         })?,
         // Days and weeks are the operator's: the daemon's zone, as for schedules.
-        None => TimeZone::get(ctx.config.daemon.timezone.name()).unwrap_or(TimeZone::UTC),
+        None => ctx.config.daemon.zone(),
     };
     if !args.dry_run {
         return prune_for_real(ctx, &repository, args.source.as_deref(), policy, tz, out).await;

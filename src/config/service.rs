@@ -30,6 +30,14 @@ pub struct DaemonConfig {
     pub lease: Duration,
 }
 
+impl DaemonConfig {
+    /// `timezone` as jiff knows it, for counting retention's hours, days and weeks (chrono-tz and
+    /// jiff share the IANA database; an unknown name cannot pass validation, UTC is the fallback).
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(self.timezone.name()).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+}
+
 impl Default for DaemonConfig {
     fn default() -> DaemonConfig {
         DaemonConfig {

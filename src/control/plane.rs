@@ -485,7 +485,7 @@ impl<'a> ControlPlane<'a> {
             other => other.clone(),
         };
         let mut target_resource = None;
-        let (endpoint, target, label) = match &effective {
+        let (target, label) = match &effective {
             RestoreTargetSpec::Scratch {} => {
                 p.check(Operation::RestoreScratch, "restore into scratch", &[r])?;
                 let result = self.scratch_restore(&snapshot, &repo).await;
@@ -507,39 +507,20 @@ impl<'a> ControlPlane<'a> {
                     "restore over a source database",
                     &[r, self.resource(name)?],
                 )?;
-                let s = self.ctx.source(name)?;
-                let endpoint = Endpoint {
-                    dsn: s.dsn.clone(),
-                    password: s.password.as_ref().map(crate::cli::context::resolve).transpose()?,
-                    bin_dir: s.pg_bin_dir.clone(),
-                };
-                (
-                    endpoint,
-                    RestoreTarget::Source { name: name.clone() },
-                    format!("source:{name}"),
-                )
+                (RestoreTarget::Source { name: name.clone() }, format!("source:{name}"))
             }
             RestoreTargetSpec::Dsn { dsn, password_env } => {
                 p.check(Operation::RestoreTarget, "restore into a database", &[r])?;
                 let url = url::Url::parse(dsn)
                     .map_err(|e| ControlError::BadRequest(format!("target dsn is not a URL ({e})")))?;
-                let password = password_env
-                    .as_ref()
-                    .map(|v| crate::cli::context::resolve(&crate::config::SecretRef::Env(v.clone())))
-                    .transpose()?;
-                let endpoint = Endpoint {
-                    dsn: url.clone(),
-                    password,
-                    bin_dir: source_cfg.pg_bin_dir.clone(),
-                };
-                let label = engine::redact(&url);
                 let target = RestoreTarget::Dsn {
                     dsn: url.to_string(),
                     password_env: password_env.clone(),
                 };
-                (endpoint, target, label)
+                (target, engine::redact(&url))
             }
         };
+        let endpoint = self.target_endpoint(&target, source_cfg.pg_bin_dir.clone())?;
         let engine = engine::for_kind(&manifest.engine, endpoint)?;
         let state = engine.target_state().await?;
         let same_server = matches!(
@@ -592,6 +573,27 @@ impl<'a> ControlPlane<'a> {
         let mut d = done(label);
         d.report = Some(report);
         Ok(Outcome::Done(d))
+    }
+
+    /// How to reach a restore's target: a source's database with its credentials, or a DSN with the
+    /// password from `password_env` (the CLI's) and the snapshot's source's `bin_dir`.
+    fn target_endpoint(
+        &self,
+        target: &RestoreTarget,
+        bin_dir: Option<std::path::PathBuf>,
+    ) -> Result<Endpoint, ControlError> {
+        Ok(match target {
+            RestoreTarget::Source { name } => self.ctx.endpoint_for_source(self.ctx.source(name)?)?,
+            RestoreTarget::Dsn { dsn, password_env } => Endpoint {
+                dsn: url::Url::parse(dsn)
+                    .map_err(|e| ControlError::BadRequest(format!("target dsn is not a URL ({e})")))?,
+                password: password_env
+                    .as_ref()
+                    .map(|v| crate::cli::context::resolve(&crate::config::SecretRef::Env(v.clone())))
+                    .transpose()?,
+                bin_dir,
+            },
+        })
     }
 
     async fn restore_point(&self, spec: &RestoreSpec) -> Result<SnapshotRecord, ControlError> {
@@ -924,7 +926,7 @@ impl<'a> ControlPlane<'a> {
             unreachable!("called for prune requests")
         };
         let repo = self.ctx.repository(repository).await.map_err(|e| e.message)?;
-        let tz = jiff::tz::TimeZone::get(self.ctx.config.daemon.timezone.name()).unwrap_or(jiff::tz::TimeZone::UTC);
+        let tz = self.ctx.config.daemon.zone();
         let report = ops::prune(
             PruneRequest {
                 repo: &repo,
@@ -984,30 +986,8 @@ impl<'a> ControlPlane<'a> {
                 let (_, repo, manifest) = crate::cli::repo_cmds::locate(self.ctx, snapshot, Some(repository))
                     .await
                     .map_err(|e| e.message)?;
-                let endpoint = match target {
-                    RestoreTarget::Source { name } => {
-                        let s = self.ctx.source(name).map_err(|e| e.message)?;
-                        Endpoint {
-                            dsn: s.dsn.clone(),
-                            password: s
-                                .password
-                                .as_ref()
-                                .map(crate::cli::context::resolve)
-                                .transpose()
-                                .map_err(|e| e.message)?,
-                            bin_dir: s.pg_bin_dir.clone(),
-                        }
-                    }
-                    RestoreTarget::Dsn { dsn, password_env } => Endpoint {
-                        dsn: url::Url::parse(dsn).map_err(|e| e.to_string())?,
-                        password: password_env
-                            .as_ref()
-                            .map(|v| crate::cli::context::resolve(&crate::config::SecretRef::Env(v.clone())))
-                            .transpose()
-                            .map_err(|e| e.message)?,
-                        bin_dir: self.ctx.source(source).ok().and_then(|s| s.pg_bin_dir.clone()),
-                    },
-                };
+                let bin_dir = self.ctx.source(source).ok().and_then(|s| s.pg_bin_dir.clone());
+                let endpoint = self.target_endpoint(target, bin_dir).map_err(|e| e.to_string())?;
                 let engine = engine::for_kind(&manifest.engine, endpoint).map_err(|e| e.to_string())?;
                 let report = ops::restore(
                     ops::RestoreRequest {

@@ -66,6 +66,14 @@ impl Scope {
         }
     }
 
+    /// The operations as written on the command line, e.g. "read,drill"; "none" when empty.
+    pub fn operations_text(&self) -> String {
+        if self.operations.is_empty() {
+            return "none".into();
+        }
+        self.operations.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(",")
+    }
+
     /// `admin` includes every operation but `approve`: approving is a person's deliberate act, given
     /// on its own, so that whoever manages tokens and settings does not also approve by default.
     pub fn has(&self, op: Operation) -> bool {
@@ -104,7 +112,10 @@ impl Principal {
         };
         if !self.scope.has(op) {
             return Err(denied(
-                format!("it lacks the `{op}` operation (it has: {})", self.operations_text()),
+                format!(
+                    "it lacks the `{op}` operation (it has: {})",
+                    self.scope.operations_text()
+                ),
                 format!("ask an admin for a token with `{op}`, or have someone who holds one do it"),
             ));
         }
@@ -138,18 +149,6 @@ impl Principal {
             }
         }
         Ok(())
-    }
-
-    fn operations_text(&self) -> String {
-        if self.scope.operations.is_empty() {
-            return "none".into();
-        }
-        self.scope
-            .operations
-            .iter()
-            .map(|o| o.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
     }
 }
 

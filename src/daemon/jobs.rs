@@ -223,7 +223,7 @@ async fn prune(shared: &Shared, job: &JobSpec) -> Outcome {
         return Outcome::failed(format!("source {source_name} is no longer in the config"));
     };
     let started_at = jiff::Timestamp::now();
-    let tz = jiff::tz::TimeZone::get(shared.ctx.config.daemon.timezone.name()).unwrap_or(jiff::tz::TimeZone::UTC);
+    let tz = shared.ctx.config.daemon.zone();
     let plane = crate::control::ControlPlane::new(&shared.ctx, shared.catalog.as_ref());
     let result = plane
         .prune(&shared.principal, &source.repository, Some(source_name), None, tz)
