@@ -906,13 +906,11 @@ impl<'a> ControlPlane<'a> {
 
     /// Runs an approved request. Ok: what it did (and its report, if any); Err: why it failed.
     async fn execute(&self, a: &Approval) -> Result<(String, Option<serde_json::Value>), String> {
-        let report = match &a.action {
-            Action::Prune { .. } => {
-                return self.execute_prune(a).await;
-            }
-            _ => None,
-        };
-        self.execute_simple(a).await.map(|s| (s, report))
+        // Only a prune has a report worth keeping.
+        match &a.action {
+            Action::Prune { .. } => self.execute_prune(a).await,
+            _ => self.execute_simple(a).await.map(|s| (s, None)),
+        }
     }
 
     async fn execute_prune(&self, a: &Approval) -> Result<(String, Option<serde_json::Value>), String> {
