@@ -95,11 +95,26 @@ impl Repository {
                 let repo = self.clone();
                 let file = file.clone();
                 async move {
-                    repo.fetch_proven(c, move |data| {
-                        file.write_all_at(&data, at).map_err(sink)?;
-                        Ok(data.len() as u64)
+                    let id = c.chunk_id()?;
+                    let path = id.object_path();
+                    let stored = repo.get(&path).await?;
+                    let addressing = repo.addressing.clone();
+                    let identity = repo.keys.identity.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let size = c.size as usize;
+                        chunk::decode_to(
+                            &path,
+                            &stored,
+                            &id,
+                            Some(size),
+                            &addressing,
+                            identity.as_ref(),
+                            |off, piece| file.write_all_at(piece, at + off).map_err(sink),
+                        )?;
+                        Ok(size as u64)
                     })
                     .await
+                    .map_err(|e| RepoError::Task(e.to_string()))?
                 }
             })
             .buffer_unordered(READ_AHEAD);
