@@ -95,26 +95,12 @@ impl Repository {
                 let repo = self.clone();
                 let file = file.clone();
                 async move {
-                    let id = c.chunk_id()?;
-                    let path = id.object_path();
-                    let stored = repo.get(&path).await?;
-                    let addressing = repo.addressing.clone();
-                    let identity = repo.keys.identity.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let size = c.size as usize;
-                        chunk::decode_to(
-                            &path,
-                            &stored,
-                            &id,
-                            Some(size),
-                            &addressing,
-                            identity.as_ref(),
-                            |off, piece| file.write_all_at(piece, at + off).map_err(sink),
-                        )?;
+                    repo.fetch_then(c, move |fetched| {
+                        let size = fetched.size;
+                        fetched.decode_to(|off, piece| file.write_all_at(piece, at + off).map_err(sink))?;
                         Ok(size as u64)
                     })
                     .await
-                    .map_err(|e| RepoError::Task(e.to_string()))?
                 }
             })
             .buffer_unordered(READ_AHEAD);
@@ -140,23 +126,62 @@ impl Repository {
         c: super::manifest::ChunkRef,
         then: impl FnOnce(Vec<u8>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let id = c.chunk_id()?;
-        let path = id.object_path();
-        let stored = self.get(&path).await?;
-        let addressing = self.addressing.clone();
-        let identity = self.keys.identity.clone();
-        tokio::task::spawn_blocking(move || {
-            let data = chunk::decode(
-                &path,
-                &stored,
-                &id,
-                Some(c.size as usize),
-                &addressing,
-                identity.as_ref(),
-            )?;
+        self.fetch_then(c, |fetched| {
+            let mut data = Vec::with_capacity(fetched.size);
+            fetched.decode_to(|_, piece| {
+                data.extend_from_slice(piece);
+                Ok(())
+            })?;
             then(data)
         })
         .await
-        .map_err(|e| RepoError::Task(e.to_string()))?
+    }
+
+    /// Fetches one chunk's stored object and runs `work` on it on a blocking thread; `work` proves
+    /// it with [`FetchedChunk::decode_to`].
+    async fn fetch_then<T: Send + 'static>(
+        &self,
+        c: super::manifest::ChunkRef,
+        work: impl FnOnce(FetchedChunk) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let id = c.chunk_id()?;
+        let path = id.object_path();
+        let stored = self.get(&path).await?;
+        let fetched = FetchedChunk {
+            stored,
+            path,
+            id,
+            size: c.size as usize,
+            addressing: self.addressing.clone(),
+            identity: self.keys.identity.clone(),
+        };
+        tokio::task::spawn_blocking(move || work(fetched))
+            .await
+            .map_err(|e| RepoError::Task(e.to_string()))?
+    }
+}
+
+/// A chunk's stored object, with what proving it takes.
+struct FetchedChunk {
+    stored: bytes::Bytes,
+    path: String,
+    id: chunk::ChunkId,
+    size: usize,
+    addressing: chunk::Addressing,
+    identity: Option<age::x25519::Identity>,
+}
+
+impl FetchedChunk {
+    /// See [`chunk::decode_to`].
+    fn decode_to(self, sink: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
+        chunk::decode_to(
+            &self.path,
+            &self.stored,
+            &self.id,
+            Some(self.size),
+            &self.addressing,
+            self.identity.as_ref(),
+            sink,
+        )
     }
 }
