@@ -310,6 +310,60 @@ mod tests {
     }
 
     #[test]
+    fn pieces_reassemble_the_chunk_and_a_wrong_size_is_named() {
+        // Larger than one piece, so the sink sees several, at the right offsets.
+        let data: Vec<u8> = (0..(3 * PIECE + 1234)).map(|i| (i * 7 % 251) as u8).collect();
+        let id = Addressing::Sha256.id_of(&data);
+        let enc = encode(&data, 3, &[]).unwrap();
+        let mut out = vec![0u8; data.len()];
+        let mut pieces = 0;
+        decode_to(
+            "x",
+            &enc,
+            &id,
+            Some(data.len()),
+            &Addressing::Sha256,
+            None,
+            |at, piece| {
+                out[at as usize..at as usize + piece.len()].copy_from_slice(piece);
+                pieces += 1;
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(out, data);
+        assert!(pieces >= 4, "{pieces} pieces");
+
+        for wrong in [data.len() - 1, data.len() + 1] {
+            let err = decode_to(
+                "chunks/ab/x",
+                &enc,
+                &id,
+                Some(wrong),
+                &Addressing::Sha256,
+                None,
+                |_, _| Ok(()),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("chunks/ab/x") && err.contains("manifest says"), "{err}");
+        }
+        let other = Addressing::Sha256.id_of(b"something else");
+        let err = decode_to(
+            "chunks/ab/x",
+            &enc,
+            &other,
+            Some(data.len()),
+            &Addressing::Sha256,
+            None,
+            |_, _| Ok(()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not to its name"), "{err}");
+    }
+
+    #[test]
     fn a_flipped_byte_is_named_corrupt() {
         let data = vec![42u8; 100_000];
         let id = Addressing::Sha256.id_of(&data);
