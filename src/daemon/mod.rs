@@ -193,19 +193,22 @@ const AUDIT_MIRROR_EVERY: Duration = Duration::from_secs(30);
 /// pending approval requests for `/metrics`.
 async fn mirror_audit(shared: Arc<Shared>, catalog: Arc<dyn Catalog>, mut stop: channel::Receiver<bool>) {
     loop {
-        match crate::control::Settings::load(catalog.as_ref()).await {
-            Ok(settings) => shared.alerter.set_disabled_routes(disabled_routes(&settings)),
-            Err(e) => tracing::warn!("disabled alert routes not re-read: {e}"),
-        }
+        // One read of the settings serves the alert routes and the repositories to mirror into.
+        let removed = match crate::control::Settings::load(catalog.as_ref()).await {
+            Ok(settings) => {
+                shared.alerter.set_disabled_routes(disabled_routes(&settings));
+                settings.removed_repositories
+            }
+            Err(e) => {
+                tracing::warn!("disabled alert routes not re-read: {e}");
+                Default::default()
+            }
+        };
         // Requests made by the CLI or the daemon's own jobs, and expiries, show up here too.
         match crate::control::approval::pending_by_kind(catalog.as_ref(), jiff::Timestamp::now()).await {
             Ok(counts) => shared.metrics.approvals_pending(&counts),
             Err(e) => tracing::warn!("pending approvals not counted: {e}"),
         }
-        let removed = crate::control::Settings::load(catalog.as_ref())
-            .await
-            .map(|s| s.removed_repositories)
-            .unwrap_or_default();
         for name in shared.ctx.config.repositories.keys().filter(|n| !removed.contains(*n)) {
             let repo = match shared.ctx.repository(name).await {
                 Ok(r) => r,
