@@ -268,19 +268,9 @@ impl Alerter {
     /// doc), and records it as open. Returns at once; delivery happens in the background.
     pub fn raise(&self, alert: Alert) -> RaiseOutcome {
         let inner = &self.inner;
-        let disabled = inner.disabled_routes.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (sinks, unknown_routes) = if disabled.is_empty() {
-            route::select_sinks(&inner.routes, &alert)
-        } else {
-            let on: BTreeMap<String, RouteConfig> = inner
-                .routes
-                .iter()
-                .filter(|(name, _)| !disabled.contains(*name))
-                .map(|(name, r)| (name.clone(), r.clone()))
-                .collect();
-            let (sinks, unknown) = route::select_sinks(&on, &alert);
-            // A route that is only switched off is not unknown.
-            (sinks, unknown.into_iter().filter(|r| !disabled.contains(*r)).collect())
+        let (sinks, unknown_routes) = {
+            let off = inner.disabled_routes.lock().unwrap_or_else(|e| e.into_inner());
+            route::select_sinks(&inner.routes, &off, &alert)
         };
         let key = alert.key();
         // Queue under the state lock, so that a concurrent resolve of the same key cannot queue

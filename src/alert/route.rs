@@ -10,9 +10,11 @@ use super::event::Alert;
 ///
 /// With explicit routes, each named route whose minimum severity the alert reaches; source
 /// globs do not apply (the drill chose the route). Without, every route whose minimum severity
-/// the alert reaches and whose source globs match (no globs: any source).
+/// the alert reaches and whose source globs match (no globs: any source). A route in `off`
+/// (switched off through an approved request) takes nothing, and is not unknown either.
 pub(crate) fn select_sinks<'a>(
     routes: &BTreeMap<String, RouteConfig>,
+    off: &BTreeSet<String>,
     alert: &'a Alert,
 ) -> (BTreeSet<String>, Vec<&'a str>) {
     let mut sinks = BTreeSet::new();
@@ -24,12 +26,13 @@ pub(crate) fn select_sinks<'a>(
     };
     if alert.routes().is_empty() {
         routes
-            .values()
-            .filter(|route| source_matches(&route.sources, alert.source()))
-            .for_each(&mut take);
+            .iter()
+            .filter(|(name, route)| !off.contains(*name) && source_matches(&route.sources, alert.source()))
+            .for_each(|(_, route)| take(route));
     } else {
         for name in alert.routes() {
             match routes.get(name) {
+                _ if off.contains(name) => {}
                 Some(route) => take(route),
                 None => unknown.push(name.as_str()),
             }
@@ -122,19 +125,19 @@ mod tests {
         let routes = routes();
         let alert = |severity, source: &str| Alert::new(AlertKind::BackupFailed, severity, "x").with_source(source);
         assert_eq!(
-            names(&select_sinks(&routes, &alert(Severity::Critical, "orders-eu")).0),
+            names(&select_sinks(&routes, &BTreeSet::new(), &alert(Severity::Critical, "orders-eu")).0),
             ["log", "pager"]
         );
         assert_eq!(
-            names(&select_sinks(&routes, &alert(Severity::Warning, "orders-eu")).0),
+            names(&select_sinks(&routes, &BTreeSet::new(), &alert(Severity::Warning, "orders-eu")).0),
             ["log"]
         );
         assert_eq!(
-            names(&select_sinks(&routes, &alert(Severity::Critical, "billing")).0),
+            names(&select_sinks(&routes, &BTreeSet::new(), &alert(Severity::Critical, "billing")).0),
             ["chat", "log"]
         );
         let sourceless = Alert::new(AlertKind::JobsMissed, Severity::Critical, "x");
-        assert_eq!(names(&select_sinks(&routes, &sourceless).0), ["log"]);
+        assert_eq!(names(&select_sinks(&routes, &BTreeSet::new(), &sourceless).0), ["log"]);
     }
 
     #[test]
@@ -143,9 +146,9 @@ mod tests {
         let alert = Alert::new(AlertKind::DrillFailed, Severity::Critical, "x")
             .with_source("billing")
             .with_routes(["oncall", "nope"]);
-        let (sinks, unknown) = select_sinks(&routes, &alert);
+        let (sinks, unknown) = select_sinks(&routes, &BTreeSet::new(), &alert);
         assert_eq!((names(&sinks), unknown), (vec!["pager"], vec!["nope"]));
         let warning = Alert::new(AlertKind::DrillFailed, Severity::Warning, "x").with_routes(["oncall"]);
-        assert!(select_sinks(&routes, &warning).0.is_empty());
+        assert!(select_sinks(&routes, &BTreeSet::new(), &warning).0.is_empty());
     }
 }
