@@ -145,6 +145,20 @@ fn one_hook(receiver: &Receiver) -> AlertsConfig {
     )
 }
 
+/// Two routes: `everything` (info and up) to the `ops` webhook, `oncall` (critical) to `pager`.
+fn ops_and_pager(receiver: &Receiver) -> AlertsConfig {
+    config(
+        vec![
+            ("ops", webhook(receiver.url("/ops"))),
+            ("pager", webhook(receiver.url("/pager"))),
+        ],
+        vec![
+            ("everything", route(&["ops"], Severity::Info, &[])),
+            ("oncall", route(&["pager"], Severity::Critical, &[])),
+        ],
+    )
+}
+
 fn state_file(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("alerts/state.json")
 }
@@ -240,16 +254,7 @@ async fn alerts_take_routes_by_severity_source_and_explicit_name() {
 async fn a_route_switched_off_takes_no_alerts_until_it_is_switched_back_on() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        vec![
-            ("ops", webhook(receiver.url("/ops"))),
-            ("pager", webhook(receiver.url("/pager"))),
-        ],
-        vec![
-            ("everything", route(&["ops"], Severity::Info, &[])),
-            ("oncall", route(&["pager"], Severity::Critical, &[])),
-        ],
-    );
+    let config = ops_and_pager(&receiver);
     let alerter = Alerter::start(config, state_file(&dir)).unwrap();
     alerter.set_disabled_routes(["oncall".to_string()]);
     let off = alerter.raise(backup_failed(Severity::Critical, "orders", "failed"));
@@ -342,16 +347,7 @@ async fn an_open_alert_is_sent_again_only_when_it_changes_or_the_reminder_is_due
 async fn resolve_is_sent_once_to_every_sink_the_alert_reached_and_only_for_open_alerts() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        vec![
-            ("ops", webhook(receiver.url("/ops"))),
-            ("pager", webhook(receiver.url("/pager"))),
-        ],
-        vec![
-            ("everything", route(&["ops"], Severity::Info, &[])),
-            ("oncall", route(&["pager"], Severity::Critical, &[])),
-        ],
-    );
+    let config = ops_and_pager(&receiver);
     let alerter = Alerter::start(config, state_file(&dir)).unwrap();
 
     assert_eq!(alerter.resolve("backup_failed:orders"), ResolveOutcome::NotOpen);
