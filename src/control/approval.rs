@@ -68,7 +68,17 @@ pub enum RestoreTarget {
 }
 
 impl Action {
-    /// Its `kind` as serialised, e.g. `delete_snapshot`.
+    /// Every [`Action::kind`], for series that must exist at 0 (`lifeboat_approvals_pending`).
+    pub const KINDS: [&'static str; 6] = [
+        "delete_snapshot",
+        "prune",
+        "restore_over",
+        "lower_retention",
+        "disable",
+        "remove_repository",
+    ];
+
+    /// Its `kind` as serialised, e.g. `delete_snapshot`; one of [`Action::KINDS`].
     pub fn kind(&self) -> &'static str {
         match self {
             Action::DeleteSnapshot { .. } => "delete_snapshot",
@@ -528,7 +538,9 @@ mod tests {
             target: "route:x".into(),
         };
         assert_eq!(serde_json::to_value(&a).unwrap()["kind"], a.kind());
+        assert!(Action::KINDS.contains(&a.kind()));
         let a = Action::RemoveRepository { repository: "r".into() };
         assert_eq!(serde_json::to_value(&a).unwrap()["kind"], a.kind());
+        assert!(Action::KINDS.contains(&a.kind()));
     }
 }

@@ -290,15 +290,7 @@ impl Metrics {
 
     /// The approval requests pending now, by kind; every kind is exported, 0 when none waits.
     pub fn approvals_pending(&self, counts: &[(&str, u64)]) {
-        const KINDS: [&str; 6] = [
-            "delete_snapshot",
-            "prune",
-            "restore_over",
-            "lower_retention",
-            "disable",
-            "remove_repository",
-        ];
-        for kind in KINDS {
+        for kind in crate::control::Action::KINDS {
             let n = counts.iter().filter(|(k, _)| *k == kind).map(|(_, n)| *n).sum::<u64>();
             self.inner
                 .approvals_pending
