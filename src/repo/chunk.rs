@@ -50,18 +50,13 @@ pub enum Addressing {
 
 impl Addressing {
     pub fn id_of(&self, data: &[u8]) -> ChunkId {
-        match self {
-            Addressing::Sha256 => ChunkId(Sha256::digest(data).into()),
-            Addressing::Hmac(key) => {
-                let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-                mac.update(data);
-                ChunkId(mac.finalize().into_bytes().into())
-            }
-        }
+        let mut hasher = ChunkHasher::new(self);
+        hasher.update(data);
+        hasher.finish()
     }
 }
 
-/// An address computed piece by piece (see [`decode_to`]).
+/// An address computed piece by piece (see [`decode_to`]), or at once ([`Addressing::id_of`]).
 enum ChunkHasher {
     Sha256(Sha256),
     Hmac(hmac::Hmac<Sha256>),
