@@ -126,19 +126,11 @@ impl Repository {
         c: super::manifest::ChunkRef,
         then: impl FnOnce(Vec<u8>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.fetch_then(c, |fetched| {
-            let mut data = Vec::with_capacity(fetched.size);
-            fetched.decode_to(|_, piece| {
-                data.extend_from_slice(piece);
-                Ok(())
-            })?;
-            then(data)
-        })
-        .await
+        self.fetch_then(c, |fetched| then(fetched.decode()?)).await
     }
 
     /// Fetches one chunk's stored object and runs `work` on it on a blocking thread; `work` proves
-    /// it with [`FetchedChunk::decode_to`].
+    /// it with [`FetchedChunk::decode`] or [`FetchedChunk::decode_to`].
     async fn fetch_then<T: Send + 'static>(
         &self,
         c: super::manifest::ChunkRef,
@@ -172,6 +164,18 @@ struct FetchedChunk {
 }
 
 impl FetchedChunk {
+    /// See [`chunk::decode`].
+    fn decode(self) -> Result<Vec<u8>> {
+        chunk::decode(
+            &self.path,
+            &self.stored,
+            &self.id,
+            Some(self.size),
+            &self.addressing,
+            self.identity.as_ref(),
+        )
+    }
+
     /// See [`chunk::decode_to`].
     fn decode_to(self, sink: impl FnMut(u64, &[u8]) -> Result<()>) -> Result<()> {
         chunk::decode_to(
