@@ -66,8 +66,7 @@ pub struct Filled {
 /// entry, where the entry says the position is not set. See the module documentation.
 pub fn fill_data_offsets(path: &Path) -> Result<Filled, LayoutError> {
     let file = File::options().read(true).write(true).open(path)?;
-    let toc = read_toc(&file)?;
-    let found = walk_blocks(&file, toc.int_size, toc.data_start)?;
+    let (toc, found) = read_layout(&file)?;
     let mut entries = 0;
     for entry in &toc.entries {
         if entry.state != OFFSET_POS_NOT_SET {
@@ -101,9 +100,7 @@ pub struct DataEntry {
 /// Each data entry's position both ways. For tests: an archive `pg_dump` wrote into a file must
 /// show the same positions both ways, and so must one [`fill_data_offsets`] has filled in.
 pub fn data_offsets(path: &Path) -> Result<Vec<DataEntry>, LayoutError> {
-    let file = File::open(path)?;
-    let toc = read_toc(&file)?;
-    let found = walk_blocks(&file, toc.int_size, toc.data_start)?;
+    let (toc, found) = read_layout(&File::open(path)?)?;
     Ok(toc
         .entries
         .iter()
@@ -114,6 +111,13 @@ pub fn data_offsets(path: &Path) -> Result<Vec<DataEntry>, LayoutError> {
             found: found.get(&e.dump_id).copied(),
         })
         .collect())
+}
+
+/// The table of contents, and where each data block really starts, by dump id.
+fn read_layout(file: &File) -> Result<(Toc, HashMap<i64, u64>), LayoutError> {
+    let toc = read_toc(file)?;
+    let found = walk_blocks(file, toc.int_size, toc.data_start)?;
+    Ok((toc, found))
 }
 
 struct Toc {
@@ -177,12 +181,9 @@ impl Cursor<'_> {
         Ok(self.take(1, what)?[0])
     }
 
-    /// `ReadInt`: a sign byte, then `int_size` bytes, least significant first.
     fn int(&mut self, what: &'static str) -> Result<i64, LayoutError> {
         let int_size = self.int_size;
-        let sign = self.byte(what)?;
-        let magnitude = decode_int(self.take(int_size, what)?);
-        Ok(if sign == 0 { magnitude } else { -magnitude })
+        Ok(read_int(self.take(1 + int_size, what)?))
     }
 
     /// `ReadStr`: a length (-1 for a null string), then that many bytes. Only skipped here.
@@ -196,6 +197,13 @@ impl Cursor<'_> {
     }
 }
 
+/// `ReadInt`: a sign byte, then the magnitude in `int_size` bytes, least significant first.
+fn read_int(bytes: &[u8]) -> i64 {
+    let magnitude = decode_int(&bytes[1..]);
+    if bytes[0] == 0 { magnitude } else { -magnitude }
+}
+
+/// An unsigned little-endian number of up to 8 bytes (more are ignored).
 fn decode_int(bytes: &[u8]) -> i64 {
     bytes
         .iter()
@@ -357,8 +365,7 @@ impl Blocks<'_, '_> {
         let b = &mut b[..1 + self.int_size.min(8)];
         self.r.read_exact(b).map_err(|e| truncated(e, "data"))?;
         self.at += b.len() as u64;
-        let magnitude = decode_int(&b[1..]);
-        Ok(if b[0] == 0 { magnitude } else { -magnitude })
+        Ok(read_int(b))
     }
 
     /// Length-prefixed pieces up to and including the zero length that ends them.
