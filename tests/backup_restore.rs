@@ -68,13 +68,48 @@ async fn rental_round_trip_into_a_fresh_cluster_is_equal_and_the_second_backup_d
         all_output(&o)
     );
     assert!(all_output(&o).contains("ambiguous"), "{}", all_output(&o));
-    let o = ws.run(&["-q", "restore", &id, "--into-dsn", &target.dsn("restored")], &[]);
+    let o = ws.run(
+        &["-q", "--json", "restore", &id, "--into-dsn", &target.dsn("restored")],
+        &[],
+    );
     assert!(o.status.success(), "{}", all_output(&o));
+    assert_eq!(
+        json(&o)["report"]["staged_in"],
+        "memory",
+        "a small archive is staged in memory"
+    );
 
     let want = engine(&source, "rental").content_checksums().await.unwrap();
     let got = engine(&target, "restored").content_checksums().await.unwrap();
     assert_eq!(want.len(), 4);
     assert_eq!(want, got, "every table's content must be equal");
+
+    // Staged on disk instead: the same data, and the work directory is left as it was found.
+    let work = tempfile::tempdir().unwrap();
+    target.create_database("restored_from_disk").await.unwrap();
+    let o = ws.run(
+        &[
+            "-q",
+            "--json",
+            "restore",
+            &id,
+            "--into-dsn",
+            &target.dsn("restored_from_disk"),
+            "--stage-on-disk",
+            "--work-dir",
+            &work.path().to_string_lossy(),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", all_output(&o));
+    assert_eq!(json(&o)["report"]["staged_in"], "disk");
+    let got = engine(&target, "restored_from_disk").content_checksums().await.unwrap();
+    assert_eq!(want, got, "every table's content must be equal when staged on disk");
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "the staged archive is removed"
+    );
     for (table, _) in &want {
         let q = format!("select count(*) from {table}");
         assert_eq!(
@@ -101,12 +136,19 @@ fn chunk_files(ws: &Workspace) -> Vec<std::path::PathBuf> {
 /// in both restore modes.
 async fn assert_restore_refuses_damage(ws: &Workspace, id: &str, object_hint: &str) {
     let target = cluster().await;
-    for (db, jobs) in [("par", "2"), ("single", "1")] {
+    let work = tempfile::tempdir().unwrap();
+    let work_dir = work.path().to_string_lossy().to_string();
+    let on_disk = ["--stage-on-disk", "--work-dir", work_dir.as_str()];
+    for (db, jobs, staging) in [
+        ("par", "2", &[][..]),
+        ("par_disk", "2", &on_disk[..]),
+        ("single", "1", &[][..]),
+    ] {
         target.create_database(db).await.unwrap();
-        let o = ws.run(
-            &["-q", "restore", id, "--into-dsn", &target.dsn(db), "--jobs", jobs],
-            &[],
-        );
+        let dsn = target.dsn(db);
+        let mut args = vec!["-q", "restore", id, "--into-dsn", &dsn, "--jobs", jobs];
+        args.extend_from_slice(staging);
+        let o = ws.run(&args, &[]);
         assert_eq!(o.status.code(), Some(4), "jobs {jobs}: {}", all_output(&o));
         assert!(
             all_output(&o).contains(object_hint),
@@ -119,6 +161,11 @@ async fn assert_restore_refuses_damage(ws: &Workspace, id: &str, object_hint: &s
             "jobs {jobs}: a damaged restore must leave nothing behind"
         );
     }
+    assert_eq!(
+        std::fs::read_dir(work.path()).unwrap().count(),
+        0,
+        "no staged archive is left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -605,7 +605,7 @@ async fn a_running_restore_or_drill_fetch_stops_prune_and_is_named() {
                         no_owner: false,
                         replace: false,
                     },
-                    work_dir: None,
+                    staging: lifeboat::ops::Staging::default(),
                     staged: None,
                 },
                 gate.as_ref(),
@@ -653,7 +653,11 @@ async fn a_running_restore_or_drill_fetch_stops_prune_and_is_named() {
     let (go, fetching) = {
         let repo = repo.clone();
         frozen_read(move |gate| async move {
-            lifeboat::ops::stage(&repo, &manifest, &dir, "drill nightly", gate.as_ref())
+            let staging = lifeboat::ops::Staging {
+                dir: Some(dir),
+                disk_only: true,
+            };
+            lifeboat::ops::stage(&repo, &manifest, &staging, "drill nightly", gate.as_ref())
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string())

@@ -86,7 +86,10 @@ pub async fn run(args: DemoArgs, out: &Output) -> Result<Exit, CliError> {
                 no_owner: false,
                 replace: false,
             },
-            work_dir: Some(work.path().to_path_buf()),
+            staging: ops::Staging {
+                dir: Some(work.path().to_path_buf()),
+                disk_only: false,
+            },
             staged: None,
         },
         &meter,

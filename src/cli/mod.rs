@@ -122,8 +122,9 @@ again. The snapshot exists only once its manifest is written, after every chunk 
     /// Restore a snapshot into an empty database. Refuses a non-empty target and the source itself.
     #[command(
         after_help = "Example:\n  createdb orders_check && lifeboat restore 20261124T101500Z-1a2b --into-dsn postgres://postgres@127.0.0.1/orders_check\n\n\
-With --jobs > 1 the archive is fetched and verified into --work-dir first, then restored in parallel; with \
---jobs 1 it streams into one transaction, so a damaged backup leaves the target empty."
+With --jobs > 1 the archive is fetched and verified before the target is touched, then restored in parallel: \
+in memory when it takes at most a quarter of the available memory, else in --work-dir (or always there, with \
+--stage-on-disk). With --jobs 1 it streams into one transaction, so a damaged backup leaves the target empty."
     )]
     Restore {
         /// Snapshot id or unique prefix.
@@ -140,9 +141,13 @@ With --jobs > 1 the archive is fetched and verified into --work-dir first, then 
         /// Skip ownership and privileges (the target lacks the source's roles).
         #[arg(long)]
         no_owner: bool,
-        /// Where a parallel restore stages the verified archive (default: the system temp dir).
+        /// Where a parallel restore stages the verified archive when it does not fit in memory
+        /// (default: the system temp dir).
         #[arg(long)]
         work_dir: Option<PathBuf>,
+        /// Stage the archive in --work-dir even when it would fit in memory.
+        #[arg(long)]
+        stage_on_disk: bool,
         /// The repository to restore from, when the snapshot is in several (copies).
         #[arg(long)]
         repository: Option<String>,
@@ -390,6 +395,7 @@ async fn dispatch(ctx: &context::Context, command: Command, out: &render::Output
             jobs,
             no_owner,
             work_dir,
+            stage_on_disk,
             repository,
         } => {
             repo_cmds::restore(
@@ -399,7 +405,10 @@ async fn dispatch(ctx: &context::Context, command: Command, out: &render::Output
                 password_env,
                 jobs,
                 no_owner,
-                work_dir,
+                crate::ops::Staging {
+                    dir: work_dir,
+                    disk_only: stage_on_disk,
+                },
                 repository,
                 out,
             )

@@ -1,6 +1,5 @@
 //! Commands over repositories: init, backup, snapshots, verify, restore, catalog rebuild.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -479,7 +478,7 @@ pub async fn restore(
     password_env: Option<String>,
     jobs: u32,
     no_owner: bool,
-    work_dir: Option<PathBuf>,
+    staging: crate::ops::Staging,
     repository: Option<String>,
     out: &Output,
 ) -> Result<Exit, CliError> {
@@ -499,7 +498,7 @@ pub async fn restore(
         },
         no_owner,
         jobs: Some(jobs),
-        work_dir,
+        staging,
     };
     let (catalog, p) = super::control_cmds::open(ctx).await?;
     let plane = ControlPlane::new(ctx, catalog.as_ref());

@@ -157,9 +157,9 @@ pub struct RestoreSpec {
     /// Parallel restore jobs (default 2).
     #[serde(default)]
     pub jobs: Option<u32>,
-    /// Where a parallel restore stages the archive (the CLI's --work-dir).
+    /// Where a parallel restore stages the archive (the CLI's --work-dir and --stage-on-disk).
     #[serde(skip)]
-    pub work_dir: Option<std::path::PathBuf>,
+    pub staging: ops::Staging,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -564,7 +564,7 @@ impl<'a> ControlPlane<'a> {
                     no_owner: spec.no_owner,
                     replace: false,
                 },
-                work_dir: spec.work_dir.clone(),
+                staging: spec.staging.clone(),
                 staged: None,
             },
             progress,
@@ -997,7 +997,7 @@ impl<'a> ControlPlane<'a> {
                             no_owner: *no_owner,
                             replace: true,
                         },
-                        work_dir: None,
+                        staging: ops::Staging::default(),
                         staged: None,
                     },
                     &crate::repo::NoProgress,

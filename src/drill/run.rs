@@ -38,7 +38,6 @@ enum Scratch {
     Server {
         db: ServerDatabase,
         target: Endpoint,
-        work: tempfile::TempDir,
     },
 }
 
@@ -61,12 +60,6 @@ impl Scratch {
     fn target(&self) -> &Endpoint {
         match self {
             Scratch::Ephemeral { target, .. } | Scratch::Server { target, .. } => target,
-        }
-    }
-    fn work_dir(&self) -> &Path {
-        match self {
-            Scratch::Ephemeral { cluster, .. } => cluster.socket_dir(),
-            Scratch::Server { work, .. } => work.path(),
         }
     }
     async fn teardown(self) -> Result<(), String> {
@@ -173,7 +166,10 @@ async fn run_phases(
     // --- provision, and fetch-and-verify at the same time: neither needs the other, and on the way
     // to a restored database their times would otherwise add up. The two phases overlap, so their
     // seconds add up to more than the wall time they took.
-    let stage_dir = inputs.scratch_parent.clone().unwrap_or_else(std::env::temp_dir);
+    let staging = ops::Staging {
+        dir: inputs.scratch_parent.clone(),
+        disk_only: false,
+    };
     let purpose = format!("drill {}", spec.name);
     let provision_clock = Instant::now();
     let (provisioned, staged) = tokio::join!(
@@ -183,7 +179,7 @@ async fn run_phases(
         },
         // Holds a shared repository lock naming this drill and the snapshot while it reads, so a prune
         // cannot delete the snapshot under it.
-        ops::stage(inputs.repo, &manifest, &stage_dir, &purpose, progress),
+        ops::stage(inputs.repo, &manifest, &staging, &purpose, progress),
     );
     let (provisioned, provision_seconds) = provisioned;
     let lap = |name: &str, seconds: f64, ok: bool, detail: Option<String>| Phase {
@@ -299,7 +295,8 @@ async fn restore_and_check(
             no_owner: true,
             replace: false,
         },
-        work_dir: Some(scratch.work_dir().to_path_buf()),
+        // Already staged above.
+        staging: ops::Staging::default(),
         staged: Some(staged),
     };
     match ops::restore(request, progress).await {
@@ -523,10 +520,6 @@ async fn provision(
             }
             let reaped = reap_leftover_databases(server.as_ref()).await;
             let database = format!("{DRILL_DB_PREFIX}{}", run_id.to_ascii_lowercase().replace('-', "_"));
-            let work = tempfile::Builder::new()
-                .prefix("lifeboat-drill-")
-                .tempdir()
-                .map_err(|e| e.to_string())?;
             let target = server.create_database(&database).await.map_err(|e| e.to_string())?;
             let info = ScratchInfo {
                 kind: "server".into(),
@@ -542,7 +535,6 @@ async fn provision(
                         armed: true,
                     },
                     target,
-                    work,
                 },
                 info,
             ))

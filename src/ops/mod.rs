@@ -6,6 +6,7 @@ mod copy;
 mod prune;
 mod rebuild;
 mod restore;
+mod staging;
 
 pub use backup::{BackupReport, backup};
 pub use copy::{CopyFailure, CopyOutcome, CopyReport, CopyRequest, SnapshotCopy, copy};
@@ -15,7 +16,8 @@ pub use prune::{
     undelete,
 };
 pub use rebuild::{rebuild_catalog, snapshot_record};
-pub use restore::{RestoreReport, RestoreRequest, StagedArchive, lock_snapshot, restore, stage, unlock};
+pub use restore::{RestoreReport, RestoreRequest, lock_snapshot, restore, unlock};
+pub use staging::{StagedArchive, Staging, stage};
 
 use crate::engine::EngineError;
 use crate::repo::RepoError;

@@ -1,7 +1,7 @@
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::OpsError;
+use super::staging::{StagedArchive, Staging, stage};
 use crate::engine::{Engine, RestoreInput, RestoreOptions};
 use crate::repo::{LockOptions, Manifest, Progress, RepoError, RepoLock, Repository};
 
@@ -10,8 +10,8 @@ pub struct RestoreRequest<'a> {
     pub repo: &'a Repository,
     pub target: &'a dyn Engine,
     pub options: RestoreOptions,
-    /// Where a parallel restore stages the verified archive; system temp dir when `None`.
-    pub work_dir: Option<PathBuf>,
+    /// Where a parallel restore stages the verified archive (see [`Staging`]).
+    pub staging: Staging,
     /// An archive already fetched and proven by [`stage`] (a drill fetches while its scratch
     /// cluster starts); a parallel restore fetches its own when `None`.
     pub staged: Option<StagedArchive>,
@@ -72,43 +72,6 @@ pub async fn unlock(lock: Option<RepoLock>) {
     }
 }
 
-/// A snapshot's archive, fetched and proven into a local file that is removed when this is dropped.
-pub struct StagedArchive {
-    file: tempfile::NamedTempFile,
-    /// How long fetching and proving took.
-    pub seconds: f64,
-}
-
-/// Fetches the snapshot's whole archive into a new file in `dir`, proving every chunk on the way
-/// (see [`Repository::read_stream_to_file`]). Touches no database. Holds a shared lock naming
-/// `purpose` ("restore", "drill nightly") and the snapshot while it reads (see [`lock_snapshot`]).
-pub async fn stage(
-    repo: &Repository,
-    manifest: &Manifest,
-    dir: &std::path::Path,
-    purpose: &str,
-    progress: &dyn Progress,
-) -> Result<StagedArchive, OpsError> {
-    let clock = Instant::now();
-    let io = |path: &std::path::Path, e: std::io::Error| OpsError::Io {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    };
-    let file = tempfile::Builder::new()
-        .prefix("lifeboat-restore-")
-        .tempfile_in(dir)
-        .map_err(|e| io(dir, e))?;
-    let handle = file.reopen().map_err(|e| io(file.path(), e))?;
-    let lock = lock_snapshot(repo, manifest, purpose).await?;
-    let read = repo.read_stream_to_file(manifest, handle, progress).await;
-    unlock(lock).await;
-    read?;
-    Ok(StagedArchive {
-        file,
-        seconds: clock.elapsed().as_secs_f64(),
-    })
-}
-
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
     pub snapshot: String,
@@ -119,6 +82,8 @@ pub struct RestoreReport {
     /// Per-table row counts of the target equal those recorded at backup time.
     pub fingerprint_match: bool,
     pub fetch_seconds: f64,
+    /// Where a parallel restore staged the archive: "memory" or "disk"; `None` when it streamed.
+    pub staged_in: Option<&'static str>,
     pub restore_seconds: f64,
     #[serde(skip)]
     pub duration: Duration,
@@ -126,11 +91,11 @@ pub struct RestoreReport {
 
 /// Restores a snapshot into an empty database that is not the source itself.
 ///
-/// With `jobs > 1` the whole stream is fetched and proven (every chunk and the stream's SHA-256) into a
-/// local file *before* the target is touched, then restored in parallel. With `jobs == 1` it streams
-/// into a single transaction, so a damaged chunk found midway rolls back to an empty database.
-/// Either way a shared repository lock names the snapshot while it is read from the repository (see
-/// [`lock_snapshot`]); an archive staged beforehand is read from local disk and needs none.
+/// With `jobs > 1` the whole stream is fetched and every chunk proven into local memory or a local
+/// file (see [`Staging`]) *before* the target is touched, then restored in parallel. With `jobs == 1`
+/// it streams into a single transaction, so a damaged chunk found midway rolls back to an empty
+/// database. Either way a shared repository lock names the snapshot while it is read from the
+/// repository (see [`lock_snapshot`]); an archive staged beforehand needs none.
 pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result<RestoreReport, OpsError> {
     let clock = Instant::now();
     let m = req.manifest;
@@ -162,28 +127,21 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     }
 
     let note = format!("lifeboat: INCOMPLETE restore of snapshot {} - do not use", m.id);
-    let (fetch_seconds, restore_clock) = if req.options.jobs > 1 {
+    let (fetch_seconds, staged_in, restore_clock) = if req.options.jobs > 1 {
         let staged = match req.staged {
             Some(s) => s,
-            None => {
-                let dir = req.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-                stage(req.repo, m, &dir, "restore", progress).await?
-            }
+            None => stage(req.repo, m, &req.staging, "restore", progress).await?,
         };
         let restore_clock = Instant::now();
         let running = req
             .target
-            .start_restore(
-                &m.stream.format,
-                RestoreInput::File(staged.file.path().to_path_buf()),
-                &req.options,
-            )
+            .start_restore(&m.stream.format, RestoreInput::File(staged.path()), &req.options)
             .await?;
         if let Err(e) = running.handle.finish().await {
             let _ = req.target.mark_incomplete(&note).await;
             return Err(e.into());
         }
-        (staged.seconds, restore_clock)
+        (staged.seconds, Some(staged.medium()), restore_clock)
     } else {
         let fetch_clock = Instant::now();
         // Locked before the target is touched: a refusal (a prune is running) leaves it as it was.
@@ -209,7 +167,7 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
             return Err(e.into());
         }
         running.handle.finish().await?;
-        (fetch_clock.elapsed().as_secs_f64(), Instant::now())
+        (fetch_clock.elapsed().as_secs_f64(), None, Instant::now())
     };
     let restore_seconds = restore_clock.elapsed().as_secs_f64();
 
@@ -243,6 +201,7 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
         rows: now.total_rows(),
         fingerprint_match: true,
         fetch_seconds,
+        staged_in,
         restore_seconds,
         duration: clock.elapsed(),
     })

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{AssertSqlSafe, Connection, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{
     AmcheckOutcome, BackupHandle, DatabaseIdentity, Endpoint, Engine, EngineError, RestoreHandle, RestoreInput,
@@ -57,7 +57,11 @@ impl Postgres {
         if let Some(pw) = &self.endpoint.password {
             opts = opts.password(pw.expose_secret());
         }
-        opts = opts.application_name("lifeboat");
+        // Counting a large table's rows takes seconds by design: not worth sqlx's slow-statement
+        // warning, which would break `--quiet` output.
+        opts = opts
+            .application_name("lifeboat")
+            .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
         PgConnection::connect_with(&opts).await.map_err(|e| {
             let detail = e.to_string();
             let fix = if detail.contains("password authentication failed") || detail.contains("no password") {
