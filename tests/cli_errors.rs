@@ -204,6 +204,13 @@ async fn wrong_password_fails_with_the_reason_and_never_shows_the_password() {
         );
         assert_stderr_has(&o, &["cannot connect", "password authentication failed", "lifeboat"]);
         assert_fix(&o);
+        if log == "warn" {
+            assert!(
+                !stderr(&o).contains(" at line "),
+                "the server's source line is not the user's: {}",
+                stderr(&o)
+            );
+        }
         assert_stderr_has(&o, &["password_env"]);
         assert_secret_absent(&ws, &o, WRONG_PW);
         assert_secret_absent(&ws, &o, RIGHT_PW);

@@ -50,7 +50,7 @@ impl Postgres {
         let dsn = self.dsn_for_messages();
         let mut opts = PgConnectOptions::from_str(self.endpoint.dsn.as_str()).map_err(|e| EngineError::Connect {
             dsn: dsn.clone(),
-            detail: e.to_string(),
+            detail: describe(&e),
             fix: "write the DSN as postgres://USER@HOST:PORT/DATABASE (or postgresql:///DATABASE?host=/socket/dir)"
                 .into(),
         })?;
@@ -63,7 +63,7 @@ impl Postgres {
             .application_name("lifeboat")
             .log_slow_statements(log::LevelFilter::Debug, std::time::Duration::from_secs(1));
         PgConnection::connect_with(&opts).await.map_err(|e| {
-            let detail = e.to_string();
+            let detail = describe(&e);
             let fix = if detail.contains("password authentication failed") || detail.contains("no password") {
                 "check the password the source's password_env / password_file provides"
             } else if detail.contains("does not exist") {
@@ -82,7 +82,7 @@ impl Postgres {
     fn query_err(&self) -> impl Fn(sqlx::Error) -> EngineError + '_ {
         move |e| EngineError::Query {
             dsn: self.dsn_for_messages(),
-            detail: e.to_string(),
+            detail: describe(&e),
         }
     }
 
@@ -161,6 +161,16 @@ impl Postgres {
         }
         cmd.env("PGAPPNAME", "lifeboat");
         cmd
+    }
+}
+
+/// A database error as an operator should read it. sqlx appends the line of the server's C source
+/// that raised it ("... does not exist at line 948"), which reads like a line of the user's SQL or
+/// config; it is left out.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => format!("error returned from database: {}", db.message()),
+        other => other.to_string(),
     }
 }
 
@@ -513,7 +523,7 @@ impl Postgres {
     fn check_err(&self) -> impl Fn(sqlx::Error) -> EngineError + '_ {
         move |e| EngineError::Check {
             dsn: self.dsn_for_messages(),
-            detail: e.to_string(),
+            detail: describe(&e),
         }
     }
 
