@@ -84,9 +84,30 @@ async fn rental_round_trip_into_a_fresh_cluster_is_equal_and_the_second_backup_d
     assert_eq!(want.len(), 4);
     assert_eq!(want, got, "every table's content must be equal");
 
-    // Staged on disk instead: the same data, and the work directory is left as it was found.
-    let work = tempfile::tempdir().unwrap();
+    // Staged on disk instead: in the work directory given, which must exist...
     target.create_database("restored_from_disk").await.unwrap();
+    let missing = "/nonexistent/lifeboat-work";
+    let o = ws.run(
+        &[
+            "-q",
+            "restore",
+            &id,
+            "--into-dsn",
+            &target.dsn("restored_from_disk"),
+            "--stage-on-disk",
+            "--work-dir",
+            missing,
+        ],
+        &[],
+    );
+    assert!(!o.status.success(), "{}", all_output(&o));
+    assert!(
+        all_output(&o).contains(missing),
+        "names the work directory: {}",
+        all_output(&o)
+    );
+    // ...then the same data, and the work directory is left as it was found.
+    let work = tempfile::tempdir().unwrap();
     let o = ws.run(
         &[
             "-q",

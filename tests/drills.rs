@@ -245,7 +245,7 @@ async fn sigterm_during_restore_leaves_no_cluster_directory_or_process() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the restore phase: pg_restore running on the archive staged in this temp dir.
+    // Wait for the restore phase: pg_restore running into the scratch cluster in this temp dir.
     let deadline = Instant::now() + Duration::from_secs(120);
     let tmp_text = tmp.to_string_lossy().to_string();
     let cluster_dir = loop {
@@ -282,6 +282,8 @@ async fn sigterm_during_restore_leaves_no_cluster_directory_or_process() {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("lifeboat-restore-"))
         .collect();
+    // This small archive is staged in memory, which goes with the process; one too big for that is
+    // staged here, and must go too.
     assert!(staged.is_empty(), "the staged archive was left behind: {staged:?}");
     // No process (server, pg_restore or one of its workers) still runs on that cluster: they were
     // killed on the way out; give the kernel a moment to finish them.

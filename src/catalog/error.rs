@@ -148,7 +148,7 @@ impl CatalogError {
         CatalogError::Query {
             op,
             target: target.to_owned(),
-            detail: scrub.scrub(&err.to_string()),
+            detail: scrub.scrub(&crate::engine::postgres::describe(err)),
             fix: fix_for(err),
         }
     }

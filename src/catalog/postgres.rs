@@ -51,7 +51,7 @@ impl PgCatalog {
             .application_name("lifeboat");
         let unreachable = |e: sqlx::Error| CatalogError::Unreachable {
             target: target.clone(),
-            detail: scrub.scrub(&e.to_string()),
+            detail: scrub.scrub(&crate::engine::postgres::describe(&e)),
         };
         // One direct connection first: the pool retries refused connections until its acquire
         // timeout and then reports only "pool timed out", hiding the cause an operator needs

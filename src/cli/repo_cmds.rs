@@ -544,8 +544,12 @@ pub async fn restore(
             "restored snapshot {} of {} into {}",
             done.snapshot, done.source, done.target
         );
+        let staged = report
+            .staged_in
+            .map(|m| format!(" (staged in {m})"))
+            .unwrap_or_default();
         println!(
-            "  {} tables, {} rows; row counts equal those recorded at backup time; fetch {:.1}s, restore {:.1}s, total {}",
+            "  {} tables, {} rows; row counts equal those recorded at backup time; fetch {:.1}s{staged}, restore {:.1}s, total {}",
             report.tables,
             report.rows,
             report.fetch_seconds,

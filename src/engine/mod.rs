@@ -88,7 +88,8 @@ pub trait BackupHandle: Send {
 /// How restore feeds the archive to the database's tool.
 #[derive(Debug, Clone)]
 pub enum RestoreInput {
-    /// A complete, already verified archive on local disk: allows parallel restore.
+    /// A complete, already verified archive in a local file or memory file (a path this process's
+    /// children can open): allows parallel restore.
     File(PathBuf),
     /// Streamed on the tool's stdin as it is fetched; restored in one transaction so that a failure
     /// midway leaves nothing behind.

@@ -83,6 +83,7 @@ pub struct RestoreReport {
     pub fingerprint_match: bool,
     pub fetch_seconds: f64,
     /// Where a parallel restore staged the archive: "memory" or "disk"; `None` when it streamed.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub staged_in: Option<&'static str>,
     pub restore_seconds: f64,
     #[serde(skip)]

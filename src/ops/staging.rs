@@ -8,12 +8,16 @@
 //! in an anonymous memory file (`memfd_create`) instead: never written back, and gone with the
 //! process however it ends, so a crash leaves no file behind either.
 //!
-//! "Comfortably" is a quarter of the memory the kernel reports available, within the cgroup's limit
-//! when there is one: there is no swap to fall back on, and the server being restored into needs
-//! the rest. Anything bigger is staged on disk, in the work directory.
+//! "Comfortably" is a quarter of the memory the kernel reports available, within the room under the
+//! cgroup's limits (v2 `memory.max` and `memory.high`, v1 `memory.limit_in_bytes`) when there are
+//! any, less what this process already holds staged for other restores and drills running at the
+//! same time: a memory file is not swapped out where there is no swap, and the server being restored
+//! into needs the rest. Anything bigger is staged on disk, in the work directory, and so is
+//! everything when the kernel refuses `memfd_create`.
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::OpsError;
@@ -38,8 +42,37 @@ pub struct StagedArchive {
 
 enum Holder {
     /// Open for as long as `pg_restore` may read it through `/proc/<pid>/fd/<fd>`.
-    Memory(std::fs::File),
+    Memory {
+        file: std::fs::File,
+        /// Held while staged: counts against the shared budget.
+        _reserved: Reservation,
+    },
     Disk(tempfile::NamedTempFile),
+}
+
+/// Bytes this process holds staged in memory right now, so that restores and drills staging at the
+/// same time (the daemon runs jobs side by side) share one budget instead of each taking it whole.
+static STAGED_IN_MEMORY: AtomicU64 = AtomicU64::new(0);
+
+/// A share of [`STAGED_IN_MEMORY`], given back on drop.
+struct Reservation(u64);
+
+impl Reservation {
+    /// `size` more bytes, if what is staged then still fits in `budget`.
+    fn take(size: u64, budget: u64) -> Option<Self> {
+        STAGED_IN_MEMORY
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |staged| {
+                staged.checked_add(size).filter(|&total| total <= budget)
+            })
+            .ok()
+            .map(|_| Reservation(size))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        STAGED_IN_MEMORY.fetch_sub(self.0, Ordering::SeqCst);
+    }
 }
 
 impl StagedArchive {
@@ -47,7 +80,9 @@ impl StagedArchive {
     /// workers, for as long as this value lives.
     pub fn path(&self) -> PathBuf {
         match &self.holder {
-            Holder::Memory(file) => PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd())),
+            Holder::Memory { file, .. } => {
+                PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()))
+            }
             Holder::Disk(file) => file.path().to_path_buf(),
         }
     }
@@ -55,7 +90,7 @@ impl StagedArchive {
     /// "memory" or "disk", for reports.
     pub fn medium(&self) -> &'static str {
         match self.holder {
-            Holder::Memory(_) => "memory",
+            Holder::Memory { .. } => "memory",
             Holder::Disk(_) => "disk",
         }
     }
@@ -75,12 +110,25 @@ pub async fn stage(
     let clock = Instant::now();
     let size = manifest.stream.size;
     let budget = memory_budget();
-    let holder = match budget {
-        Some(budget) if !staging.disk_only && size <= budget => {
-            tracing::debug!("staging the {size}-byte archive in memory (budget {budget} bytes)");
-            Holder::Memory(memory_file()?)
+    let in_memory = budget
+        .filter(|_| !staging.disk_only)
+        .and_then(|budget| Reservation::take(size, budget))
+        .and_then(|reserved| match memory_file() {
+            Ok(file) => Some(Holder::Memory {
+                file,
+                _reserved: reserved,
+            }),
+            Err(e) => {
+                tracing::warn!("cannot stage the archive in memory ({e}); staging it on disk");
+                None
+            }
+        });
+    let holder = match in_memory {
+        Some(holder) => {
+            tracing::debug!("staging the {size}-byte archive in memory (budget {budget:?} bytes)");
+            holder
         }
-        _ => {
+        None => {
             let dir = staging.dir.clone().unwrap_or_else(std::env::temp_dir);
             tracing::debug!(
                 "staging the {size}-byte archive on disk in {} (memory budget {budget:?} bytes)",
@@ -95,7 +143,7 @@ pub async fn stage(
         }
     };
     let handle = match &holder {
-        Holder::Memory(file) => file.try_clone(),
+        Holder::Memory { file, .. } => file.try_clone(),
         Holder::Disk(file) => file.reopen(),
     }
     .map_err(|e| io(Path::new("the staged archive"), e))?;
@@ -116,20 +164,18 @@ fn io(path: &Path, e: std::io::Error) -> OpsError {
     }
 }
 
-fn memory_file() -> Result<std::fs::File, OpsError> {
+fn memory_file() -> std::io::Result<std::fs::File> {
     use nix::sys::memfd::{MFdFlags, memfd_create};
-    memfd_create(c"lifeboat-restore", MFdFlags::MFD_CLOEXEC)
-        .map(std::fs::File::from)
-        .map_err(|e| io(Path::new("memfd_create"), e.into()))
+    Ok(memfd_create(c"lifeboat-restore", MFdFlags::MFD_CLOEXEC).map(std::fs::File::from)?)
 }
 
-/// How many bytes may be staged in memory: a quarter of `MemAvailable`, and of the room left under
-/// the tightest memory limit of this process's cgroup and its ancestors. `None` where the kernel
-/// does not say (not Linux): stage on disk.
+/// How many bytes may be staged in memory in all: a quarter of `MemAvailable`, and of the room left
+/// under this process's cgroup limits. `None` where the kernel does not say: stage on disk.
 fn memory_budget() -> Option<u64> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
     let available = meminfo_kib(&meminfo, "MemAvailable:")? * 1024;
-    let room = cgroup_room().map_or(available, |room| room.min(available));
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let room = cgroup_room(Path::new("/sys/fs/cgroup"), &cgroups).map_or(available, |room| room.min(available));
     Some(room / 4)
 }
 
@@ -138,21 +184,54 @@ fn meminfo_kib(meminfo: &str, key: &str) -> Option<u64> {
     line.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
-/// The room under the tightest `memory.max` from this process's cgroup (v2) up to the root.
-fn cgroup_room() -> Option<u64> {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let relative = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let root = Path::new("/sys/fs/cgroup");
+/// The room under the tightest memory limit on the way from this process's cgroup up to the root
+/// of the hierarchy mounted under `sys` (`/sys/fs/cgroup`); `cgroups` is `/proc/self/cgroup`.
+///
+/// cgroup v2 (a `0::` line): `memory.max` and `memory.high` against `memory.current`. cgroup v1 (a
+/// line naming the `memory` controller): `memory.limit_in_bytes` against `memory.usage_in_bytes`
+/// under `sys/memory`. In a container the path named in `/proc/self/cgroup` may not exist in its
+/// view of the hierarchy; the walk up then ends at the root it does see, which is the container's
+/// own cgroup.
+fn cgroup_room(sys: &Path, cgroups: &str) -> Option<u64> {
+    let v2 = cgroups.lines().find_map(|l| l.strip_prefix("0::"));
+    let v1 = cgroups.lines().find_map(|l| {
+        let mut fields = l.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers.split(',').any(|c| c == "memory").then_some(path)
+    });
+    let rooms = [
+        v2.and_then(|path| tightest_room(sys, path, &["memory.max", "memory.high"], "memory.current")),
+        v1.and_then(|path| {
+            tightest_room(
+                &sys.join("memory"),
+                path,
+                &["memory.limit_in_bytes"],
+                "memory.usage_in_bytes",
+            )
+        }),
+    ];
+    rooms.into_iter().flatten().min()
+}
+
+fn tightest_room(root: &Path, relative: &str, limits: &[&str], usage: &str) -> Option<u64> {
+    // Above this, a v1 limit means "none" (the kernel writes a page-rounded i64::MAX).
+    const UNLIMITED: u64 = 1 << 62;
+    let read = |dir: &Path, name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
     let mut dir = root.join(relative.trim().trim_start_matches('/'));
     let mut tightest: Option<u64> = None;
     loop {
-        let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
         // "max" (no limit) does not parse, and is skipped.
-        if let (Some(max), Some(current)) = (
-            read("memory.max").and_then(|s| s.trim().parse::<u64>().ok()),
-            read("memory.current").and_then(|s| s.trim().parse::<u64>().ok()),
-        ) {
-            let room = max.saturating_sub(current);
+        let limit = limits
+            .iter()
+            .filter_map(|name| read(&dir, name))
+            .filter(|&l| l < UNLIMITED)
+            .min();
+        if let (Some(limit), Some(used)) = (limit, read(&dir, usage)) {
+            let room = limit.saturating_sub(used);
             tightest = Some(tightest.map_or(room, |t| t.min(room)));
         }
         if dir == root || !dir.pop() || !dir.starts_with(root) {
@@ -173,12 +252,59 @@ mod tests {
     }
 
     #[test]
+    fn staged_bytes_share_one_budget_and_are_given_back() {
+        // Other tests in this process may stage too: measure against what is staged now.
+        let base = STAGED_IN_MEMORY.load(Ordering::SeqCst);
+        let budget = base + 100;
+        let first = Reservation::take(60, budget).expect("60 of 100 fits");
+        assert!(Reservation::take(60, budget).is_none(), "120 of 100 does not");
+        let second = Reservation::take(40, budget).expect("the last 40 fits");
+        drop(first);
+        assert!(Reservation::take(60, budget).is_some(), "given back on drop");
+        drop(second);
+    }
+
+    #[test]
+    fn the_tightest_cgroup_limit_on_the_way_up_counts() {
+        let sys = tempfile::tempdir().unwrap();
+        let write = |dir: &str, name: &str, value: &str| {
+            let dir = sys.path().join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(name), value).unwrap();
+        };
+        // v2: the service's own limit is "max"; its slice allows 8 GiB of which 6 are used.
+        write("system.slice/lifeboat.service", "memory.max", "max\n");
+        write("system.slice/lifeboat.service", "memory.current", "1000\n");
+        write("system.slice", "memory.max", "8589934592\n");
+        write("system.slice", "memory.high", "max\n");
+        write("system.slice", "memory.current", "6442450944\n");
+        let v2 = "0::/system.slice/lifeboat.service\n";
+        assert_eq!(cgroup_room(sys.path(), v2), Some(2 << 30));
+        // memory.high below memory.max is the limit that throttles.
+        write("system.slice", "memory.high", "7516192768\n");
+        assert_eq!(cgroup_room(sys.path(), v2), Some(1 << 30));
+
+        // v1 in a container: the host's path is not in the container's view; its root is.
+        write("memory", "memory.limit_in_bytes", "2147483648\n");
+        write("memory", "memory.usage_in_bytes", "1073741824\n");
+        let v1 = "12:memory:/docker/0123abcd\n11:cpu,cpuacct:/docker/0123abcd\n";
+        assert_eq!(cgroup_room(sys.path(), v1), Some(1 << 30));
+        // "No limit" in v1 is a huge number, not a limit.
+        write("memory", "memory.limit_in_bytes", "9223372036854771712\n");
+        assert_eq!(cgroup_room(sys.path(), v1), None);
+        assert_eq!(cgroup_room(sys.path(), ""), None);
+    }
+
+    #[test]
     fn a_memory_file_can_be_reopened_by_its_proc_path() {
         use std::io::{Read, Write};
         let mut file = memory_file().unwrap();
         file.write_all(b"PGDMP archive bytes").unwrap();
         let staged = StagedArchive {
-            holder: Holder::Memory(file),
+            holder: Holder::Memory {
+                file,
+                _reserved: Reservation::take(0, u64::MAX).unwrap(),
+            },
             seconds: 0.0,
         };
         let mut read = String::new();

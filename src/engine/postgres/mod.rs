@@ -166,8 +166,8 @@ impl Postgres {
 
 /// A database error as an operator should read it. sqlx appends the line of the server's C source
 /// that raised it ("... does not exist at line 948"), which reads like a line of the user's SQL or
-/// config; it is left out.
-fn describe(e: &sqlx::Error) -> String {
+/// config; it is left out. The catalog's errors use it too.
+pub(crate) fn describe(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(db) => format!("error returned from database: {}", db.message()),
         other => other.to_string(),
