@@ -86,20 +86,25 @@ async fn rental_round_trip_into_a_fresh_cluster_is_equal_and_the_second_backup_d
 
     // Staged on disk instead: in the work directory given, which must exist...
     target.create_database("restored_from_disk").await.unwrap();
+    let dsn = target.dsn("restored_from_disk");
+    let restore_on_disk = |work_dir: &str| {
+        ws.run(
+            &[
+                "-q",
+                "--json",
+                "restore",
+                &id,
+                "--into-dsn",
+                &dsn,
+                "--stage-on-disk",
+                "--work-dir",
+                work_dir,
+            ],
+            &[],
+        )
+    };
     let missing = "/nonexistent/lifeboat-work";
-    let o = ws.run(
-        &[
-            "-q",
-            "restore",
-            &id,
-            "--into-dsn",
-            &target.dsn("restored_from_disk"),
-            "--stage-on-disk",
-            "--work-dir",
-            missing,
-        ],
-        &[],
-    );
+    let o = restore_on_disk(missing);
     assert!(!o.status.success(), "{}", all_output(&o));
     assert!(
         all_output(&o).contains(missing),
@@ -108,20 +113,7 @@ async fn rental_round_trip_into_a_fresh_cluster_is_equal_and_the_second_backup_d
     );
     // ...then the same data, and the work directory is left as it was found.
     let work = tempfile::tempdir().unwrap();
-    let o = ws.run(
-        &[
-            "-q",
-            "--json",
-            "restore",
-            &id,
-            "--into-dsn",
-            &target.dsn("restored_from_disk"),
-            "--stage-on-disk",
-            "--work-dir",
-            &work.path().to_string_lossy(),
-        ],
-        &[],
-    );
+    let o = restore_on_disk(&work.path().to_string_lossy());
     assert!(o.status.success(), "{}", all_output(&o));
     assert_eq!(json(&o)["report"]["staged_in"], "disk");
     let got = engine(&target, "restored_from_disk").content_checksums().await.unwrap();
