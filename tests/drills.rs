@@ -123,10 +123,12 @@ async fn a_failing_assertion_is_named_and_a_tight_rto_is_a_breach() {
         "{reason}"
     );
 
+    // The shortest RTO a drill file can state is 1s, and a drill of this small snapshot can finish
+    // within it: a check that sleeps makes the breach certain.
     write_drill(
         &ws,
         "tight",
-        "restore_point: latest\nscratch:\n  kind: ephemeral\nsla:\n  rto: 1s\nchecks:\n  - fingerprint: true\n",
+        "restore_point: latest\nscratch:\n  kind: ephemeral\nsla:\n  rto: 1s\nchecks:\n  - fingerprint: true\n  - sql: \"select count(*) from pg_sleep(1.5)\"\n    expect: \"= 1\"\n",
     );
     let (code, out, text) = drill(&ws, &["tight"]);
     assert_eq!(code, Some(5), "{text}");
