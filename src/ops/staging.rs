@@ -50,6 +50,17 @@ enum Holder {
     Disk(tempfile::NamedTempFile),
 }
 
+impl Holder {
+    fn path(&self) -> PathBuf {
+        match self {
+            Holder::Memory { file, .. } => {
+                PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()))
+            }
+            Holder::Disk(file) => file.path().to_path_buf(),
+        }
+    }
+}
+
 /// Bytes this process holds staged in memory right now, so that restores and drills staging at the
 /// same time (the daemon runs jobs side by side) share one budget instead of each taking it whole.
 static STAGED_IN_MEMORY: AtomicU64 = AtomicU64::new(0);
@@ -79,12 +90,7 @@ impl StagedArchive {
     /// A path `pg_restore` (a child of this process, as this user) can open, and reopen in its
     /// workers, for as long as this value lives.
     pub fn path(&self) -> PathBuf {
-        match &self.holder {
-            Holder::Memory { file, .. } => {
-                PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()))
-            }
-            Holder::Disk(file) => file.path().to_path_buf(),
-        }
+        self.holder.path()
     }
 
     /// "memory" or "disk", for reports.
@@ -109,9 +115,9 @@ pub async fn stage(
 ) -> Result<StagedArchive, OpsError> {
     let clock = Instant::now();
     let size = manifest.stream.size;
-    let budget = memory_budget();
+    // Not even looked up when the caller wants disk.
+    let budget = if staging.disk_only { None } else { memory_budget() };
     let in_memory = budget
-        .filter(|_| !staging.disk_only)
         .and_then(|budget| Reservation::take(size, budget))
         .and_then(|reserved| match memory_file() {
             Ok(file) => Some(Holder::Memory {
@@ -146,7 +152,7 @@ pub async fn stage(
         Holder::Memory { file, .. } => file.try_clone(),
         Holder::Disk(file) => file.reopen(),
     }
-    .map_err(|e| io(Path::new("the staged archive"), e))?;
+    .map_err(|e| io(&holder.path(), e))?;
     let lock = lock_snapshot(repo, manifest, purpose).await?;
     let read = repo.read_stream_to_file(manifest, handle, progress).await;
     unlock(lock).await;
