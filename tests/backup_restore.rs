@@ -40,6 +40,20 @@ async fn user_relations(c: &EphemeralPostgres, db: &str) -> u64 {
     .unwrap()
 }
 
+/// Rows in all user tables of `db`, counted.
+async fn user_rows(c: &EphemeralPostgres, db: &str) -> u64 {
+    c.psql(
+        db,
+        "select coalesce(sum((xpath('/row/n/text()', query_to_xml(format('select count(*) as n from %I.%I', \
+         schemaname, relname), false, true, '')))[1]::text::bigint), 0) from pg_stat_user_tables",
+    )
+    .await
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rental_round_trip_into_a_fresh_cluster_is_equal_and_the_second_backup_dedups() {
     let (source, ws) = setup(1).await;
@@ -145,8 +159,10 @@ fn chunk_files(ws: &Workspace) -> Vec<std::path::PathBuf> {
     files
 }
 
-/// Restoring a damaged snapshot fails with exit 4, names the object, and leaves the target empty,
-/// in both restore modes.
+/// Restoring a damaged snapshot fails with exit 4 and names the object, in every restore mode. A
+/// single-transaction restore leaves the target empty. A parallel restore creates the schema while
+/// the archive is still arriving, so a chunk found damaged late leaves it behind: with no row in any
+/// table (the data is committed only once every chunk is proven) and the database marked incomplete.
 async fn assert_restore_refuses_damage(ws: &Workspace, id: &str, object_hint: &str) {
     let target = cluster().await;
     let work = tempfile::tempdir().unwrap();
@@ -168,17 +184,83 @@ async fn assert_restore_refuses_damage(ws: &Workspace, id: &str, object_hint: &s
             "jobs {jobs} must name {object_hint}: {}",
             all_output(&o)
         );
-        assert_eq!(
-            user_relations(&target, db).await,
-            0,
-            "jobs {jobs}: a damaged restore must leave nothing behind"
-        );
+        if jobs == "1" {
+            assert_eq!(
+                user_relations(&target, db).await,
+                0,
+                "jobs {jobs}: a damaged restore must leave nothing behind"
+            );
+        } else {
+            assert_eq!(
+                user_rows(&target, db).await,
+                0,
+                "{db}: no data of a damaged snapshot may be committed"
+            );
+            if user_relations(&target, db).await > 0 {
+                let comment = target
+                    .psql(db, "select shobj_description(oid, 'pg_database') from pg_database where datname = current_database()")
+                    .await
+                    .unwrap();
+                assert!(
+                    comment.contains("INCOMPLETE"),
+                    "{db}: the schema left behind must be marked: {comment:?}"
+                );
+            }
+        }
     }
     assert_eq!(
         std::fs::read_dir(work.path()).unwrap().count(),
         0,
         "no staged archive is left behind"
     );
+}
+
+/// A parallel restore loads tables while later chunks are still arriving: damage in the stream's
+/// last chunk is found after the schema exists and data is flowing. No row may be committed, the
+/// target must say it is incomplete, and the error must name the chunk.
+#[tokio::test(flavor = "multi_thread")]
+async fn damage_in_the_last_chunk_rolls_back_all_data_of_a_parallel_restore() {
+    let (_source, ws) = setup(1).await;
+    let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.repo_dir().join(format!("snapshots/rental/{id}.json"))).unwrap())
+            .unwrap();
+    let chunks = manifest["manifest"]["stream"]["chunks"].as_array().unwrap();
+    assert!(chunks.len() > 2, "the test needs a stream of several chunks");
+    let last = chunks.last().unwrap()["id"].as_str().unwrap();
+    let victim = ws.repo_dir().join(format!("chunks/{}/{last}", &last[..2]));
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let target = cluster().await;
+    target.create_database("late").await.unwrap();
+    let dsn = target.dsn("late");
+    let o = ws.run(&["-q", "restore", &id, "--into-dsn", &dsn, "--jobs", "2"], &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", all_output(&o));
+    assert!(
+        all_output(&o).contains(last),
+        "the damaged chunk must be named: {}",
+        all_output(&o)
+    );
+    assert!(
+        user_relations(&target, "late").await > 0,
+        "the schema is created before the last chunk arrives"
+    );
+    assert_eq!(
+        user_rows(&target, "late").await,
+        0,
+        "no data of a damaged snapshot may be committed"
+    );
+    let comment = target
+        .psql(
+            "late",
+            "select shobj_description(oid, 'pg_database') from pg_database where datname = current_database()",
+        )
+        .await
+        .unwrap();
+    assert!(comment.contains("INCOMPLETE"), "the target must be marked: {comment:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -122,9 +122,12 @@ again. The snapshot exists only once its manifest is written, after every chunk 
     /// Restore a snapshot into an empty database. Refuses a non-empty target and the source itself.
     #[command(
         after_help = "Example:\n  createdb orders_check && lifeboat restore 20261124T101500Z-1a2b --into-dsn postgres://postgres@127.0.0.1/orders_check\n\n\
-With --jobs > 1 the archive is fetched and verified before the target is touched, then restored in parallel: \
-in memory when it takes at most a quarter of the available memory, else in --work-dir (or always there, with \
---stage-on-disk). With --jobs 1 it streams into one transaction, so a damaged backup leaves the target empty."
+With --jobs > 1 the restore runs while the archive is fetched: the schema is created as soon as its table of \
+contents is proven, each table's data is loaded in parallel but committed only once every chunk is proven, \
+then indexes and constraints follow. A damaged backup leaves the empty schema, marked INCOMPLETE, and no data. \
+The archive is staged in memory when it takes at most a quarter of the available memory, else in --work-dir \
+(or always there, with --stage-on-disk). With --jobs 1 it streams into one transaction, so a damaged backup \
+leaves the target empty."
     )]
     Restore {
         /// Snapshot id or unique prefix.

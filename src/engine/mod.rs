@@ -106,6 +106,28 @@ pub struct RestoreOptions {
     pub replace: bool,
 }
 
+/// An archive still being fetched into a local file while a restore already reads it (see
+/// [`Engine::restore_growing`]).
+pub struct GrowingArchive {
+    /// A path this process's children can open: the database's tool reads the archive from it.
+    pub path: PathBuf,
+    /// A handle to read it through.
+    pub file: std::fs::File,
+    /// How much of it is fetched and proven so far.
+    pub proven: tokio::sync::watch::Receiver<Proven>,
+}
+
+/// How far a [`GrowingArchive`] is fetched and proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proven {
+    /// Its first this many bytes are proven; more are coming.
+    Upto(u64),
+    /// All of it, this many bytes, is proven.
+    Whole(u64),
+    /// Fetching it failed: nothing more comes, and nothing of it may be committed.
+    Failed,
+}
+
 /// A restore in progress. For `RestoreInput::Stdin`, write the archive to `stdin`, drop it, then `finish`.
 pub struct RunningRestore {
     pub stdin: Option<tokio::process::ChildStdin>,
@@ -134,6 +156,19 @@ pub trait Engine: Send + Sync {
         input: RestoreInput,
         opts: &RestoreOptions,
     ) -> Result<RunningRestore, EngineError>;
+    /// Restores an archive of `format` while it is still being fetched, where this engine can:
+    /// reads only proven bytes and commits no data before the whole archive is proven, so a damaged
+    /// chunk found late rolls every table's data back. Returns the rows the server stored in each
+    /// table it loaded; `Ok(None)`, the target untouched, where it cannot (the caller then waits for
+    /// the whole archive and calls [`Engine::start_restore`]).
+    async fn restore_growing(
+        &self,
+        _format: &str,
+        _archive: GrowingArchive,
+        _opts: &RestoreOptions,
+    ) -> Result<Option<Vec<crate::repo::TableRows>>, EngineError> {
+        Ok(None)
+    }
     /// Row counts per table, now.
     async fn fingerprint(&self) -> Result<Fingerprint, EngineError>;
     /// Marks a database whose restore failed midway so nobody mistakes it for a good copy.
@@ -227,4 +262,10 @@ pub enum EngineError {
     Check { dsn: String, detail: String },
     #[error("database kind `{kind}` is not supported yet; fix: use kind: postgres")]
     Unsupported { kind: String },
+    #[error("the archive stopped arriving (its fetch failed); nothing of its data was committed")]
+    ArchiveFailed,
+    #[error(
+        "the archive's layout is not what pg_dump writes ({detail}); fix: restore with --jobs 1, which lets pg_restore read it alone"
+    )]
+    ArchiveLayout { detail: String },
 }

@@ -1,9 +1,9 @@
 use std::time::{Duration, Instant};
 
 use super::OpsError;
-use super::staging::{StagedArchive, Staging, stage};
-use crate::engine::{Engine, RestoreInput, RestoreOptions};
-use crate::repo::{LockOptions, Manifest, Progress, RepoError, RepoLock, Repository};
+use super::staging::{StagedArchive, Staging};
+use crate::engine::{Engine, GrowingArchive, Proven, RestoreInput, RestoreOptions};
+use crate::repo::{Fingerprint, LockOptions, Manifest, Progress, RepoError, RepoLock, Repository, TableRows};
 
 pub struct RestoreRequest<'a> {
     pub manifest: &'a Manifest,
@@ -72,6 +72,53 @@ pub async fn unlock(lock: Option<RepoLock>) {
     }
 }
 
+/// Stages the archive and, where the engine can, restores it at the same time (see
+/// [`Engine::restore_growing`]): the data of each table stays uncommitted until every chunk is
+/// proven. Returns the staged archive and, when it is restored already, the rows the engine loaded
+/// into each table; when it is not, the target is untouched and the archive whole.
+async fn restore_while_fetching(
+    req: &RestoreRequest<'_>,
+    progress: &dyn Progress,
+    note: &str,
+) -> Result<(StagedArchive, Option<Vec<TableRows>>), OpsError> {
+    let m = req.manifest;
+    let mut staged = StagedArchive::allocate(m.stream.size, &req.staging)?;
+    let (proven, watched) = tokio::sync::watch::channel(Proven::Upto(0));
+    let archive = GrowingArchive {
+        path: staged.path(),
+        file: staged.handle()?,
+        proven: watched,
+    };
+    let fetch = async {
+        let fetched = staged
+            .fill(req.repo, m, "restore", progress, &|n| {
+                proven.send_replace(Proven::Upto(n));
+            })
+            .await;
+        proven.send_replace(match fetched {
+            Ok(()) => Proven::Whole(m.stream.size),
+            Err(_) => Proven::Failed,
+        });
+        fetched
+    };
+    let restore = req.target.restore_growing(&m.stream.format, archive, &req.options);
+    let (fetched, restored) = tokio::join!(fetch, restore);
+    let failure = match (fetched, restored) {
+        (Ok(()), Ok(restored)) => return Ok((staged, restored)),
+        // The fetch's error names the damaged object; the engine only saw the archive stop.
+        (Err(e), _) => e,
+        (Ok(()), Err(e)) => e.into(),
+    };
+    // Declining leaves the target untouched; anything else may have left the schema behind.
+    if !req.target.target_state().await.is_ok_and(|s| s.is_empty()) {
+        tracing::warn!(
+            "the target now holds the snapshot's schema without its data, marked INCOMPLETE: drop and recreate it before restoring again"
+        );
+        let _ = req.target.mark_incomplete(note).await;
+    }
+    Err(failure)
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
     pub snapshot: String,
@@ -92,8 +139,11 @@ pub struct RestoreReport {
 
 /// Restores a snapshot into an empty database that is not the source itself.
 ///
-/// With `jobs > 1` the whole stream is fetched and every chunk proven into local memory or a local
-/// file (see [`Staging`]) *before* the target is touched, then restored in parallel. With `jobs == 1`
+/// With `jobs > 1` the stream is fetched into local memory or a local file (see [`Staging`]) and,
+/// where the engine can, restored while it arrives (see [`Engine::restore_growing`]): no data is
+/// committed before every chunk is proven, but a damaged chunk found late leaves the schema behind,
+/// marked incomplete. Otherwise the whole stream is proven before the target is touched, then
+/// restored in parallel. With `jobs == 1`
 /// it streams into a single transaction, so a damaged chunk found midway rolls back to an empty
 /// database. Either way a shared repository lock names the snapshot while it is read from the
 /// repository (see [`lock_snapshot`]); an archive staged beforehand needs none.
@@ -128,19 +178,29 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     }
 
     let note = format!("lifeboat: INCOMPLETE restore of snapshot {} - do not use", m.id);
+    // Rows per table as the server counted them while loading, where the engine loaded the data
+    // itself; otherwise they are counted afterwards.
+    let mut loaded = None;
     let (fetch_seconds, staged_in, restore_clock) = if req.options.jobs > 1 {
+        let mut restore_clock = Instant::now();
         let staged = match req.staged {
             Some(s) => s,
-            None => stage(req.repo, m, &req.staging, "restore", progress).await?,
+            None => {
+                let (staged, rows) = restore_while_fetching(&req, progress, &note).await?;
+                loaded = rows;
+                staged
+            }
         };
-        let restore_clock = Instant::now();
-        let running = req
-            .target
-            .start_restore(&m.stream.format, RestoreInput::File(staged.path()), &req.options)
-            .await?;
-        if let Err(e) = running.handle.finish().await {
-            let _ = req.target.mark_incomplete(&note).await;
-            return Err(e.into());
+        if loaded.is_none() {
+            restore_clock = Instant::now();
+            let running = req
+                .target
+                .start_restore(&m.stream.format, RestoreInput::File(staged.path()), &req.options)
+                .await?;
+            if let Err(e) = running.handle.finish().await {
+                let _ = req.target.mark_incomplete(&note).await;
+                return Err(e.into());
+            }
         }
         (staged.seconds, Some(staged.medium()), restore_clock)
     } else {
@@ -171,10 +231,22 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
         (fetch_clock.elapsed().as_secs_f64(), None, Instant::now())
     };
     let restore_seconds = restore_clock.elapsed().as_secs_f64();
+    tracing::debug!("restored in {restore_seconds:.2}s");
 
-    let now = req.target.fingerprint().await?;
     let mut expected = m.facts.fingerprint.tables.clone();
     expected.sort();
+    let now = match loaded {
+        // The server's own count of the rows each committed COPY stored is as good as counting
+        // them again, and spares a scan of every table; a table it does not cover is counted.
+        Some(tables)
+            if expected
+                .iter()
+                .all(|e| tables.iter().any(|t| t.schema == e.schema && t.table == e.table)) =>
+        {
+            Fingerprint { tables }
+        }
+        _ => req.target.fingerprint().await?,
+    };
     let mut actual = now.tables.clone();
     if req.options.replace {
         // Tables the target had beside the backup's are not the backup's to judge.

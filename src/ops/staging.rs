@@ -113,54 +113,85 @@ pub async fn stage(
     purpose: &str,
     progress: &dyn Progress,
 ) -> Result<StagedArchive, OpsError> {
-    let clock = Instant::now();
-    let size = manifest.stream.size;
-    // Not even looked up when the caller wants disk.
-    let budget = if staging.disk_only { None } else { memory_budget() };
-    let in_memory = budget
-        .and_then(|budget| Reservation::take(size, budget))
-        .and_then(|reserved| match memory_file() {
-            Ok(file) => Some(Holder::Memory {
-                file,
-                _reserved: reserved,
-            }),
-            Err(e) => {
-                tracing::warn!("cannot stage the archive in memory ({e}); staging it on disk");
-                None
+    let mut staged = StagedArchive::allocate(manifest.stream.size, staging)?;
+    staged.fill(repo, manifest, purpose, progress, &|_| {}).await?;
+    Ok(staged)
+}
+
+impl StagedArchive {
+    /// Room for an archive of `size` bytes, still empty: in memory when it fits, else on disk (see
+    /// the module documentation). [`StagedArchive::fill`] fetches into it.
+    pub fn allocate(size: u64, staging: &Staging) -> Result<StagedArchive, OpsError> {
+        let clock = Instant::now();
+        // Not even looked up when the caller wants disk.
+        let budget = if staging.disk_only { None } else { memory_budget() };
+        let in_memory =
+            budget
+                .and_then(|budget| Reservation::take(size, budget))
+                .and_then(|reserved| match memory_file() {
+                    Ok(file) => Some(Holder::Memory {
+                        file,
+                        _reserved: reserved,
+                    }),
+                    Err(e) => {
+                        tracing::warn!("cannot stage the archive in memory ({e}); staging it on disk");
+                        None
+                    }
+                });
+        let holder = match in_memory {
+            Some(holder) => {
+                tracing::debug!("staging the {size}-byte archive in memory (budget {budget:?} bytes)");
+                holder
             }
-        });
-    let holder = match in_memory {
-        Some(holder) => {
-            tracing::debug!("staging the {size}-byte archive in memory (budget {budget:?} bytes)");
-            holder
-        }
-        None => {
-            let dir = staging.dir.clone().unwrap_or_else(std::env::temp_dir);
-            tracing::debug!(
-                "staging the {size}-byte archive on disk in {} (memory budget {budget:?} bytes)",
-                dir.display()
-            );
-            Holder::Disk(
-                tempfile::Builder::new()
-                    .prefix("lifeboat-restore-")
-                    .tempfile_in(&dir)
-                    .map_err(|e| io(&dir, e))?,
-            )
-        }
-    };
-    let handle = match &holder {
-        Holder::Memory { file, .. } => file.try_clone(),
-        Holder::Disk(file) => file.reopen(),
+            None => {
+                let dir = staging.dir.clone().unwrap_or_else(std::env::temp_dir);
+                tracing::debug!(
+                    "staging the {size}-byte archive on disk in {} (memory budget {budget:?} bytes)",
+                    dir.display()
+                );
+                Holder::Disk(
+                    tempfile::Builder::new()
+                        .prefix("lifeboat-restore-")
+                        .tempfile_in(&dir)
+                        .map_err(|e| io(&dir, e))?,
+                )
+            }
+        };
+        Ok(StagedArchive {
+            holder,
+            seconds: clock.elapsed().as_secs_f64(),
+        })
     }
-    .map_err(|e| io(&holder.path(), e))?;
-    let lock = lock_snapshot(repo, manifest, purpose).await?;
-    let read = repo.read_stream_to_file(manifest, handle, progress).await;
-    unlock(lock).await;
-    read?;
-    Ok(StagedArchive {
-        holder,
-        seconds: clock.elapsed().as_secs_f64(),
-    })
+
+    /// Another handle on the staged bytes, for reading them while [`StagedArchive::fill`] writes.
+    pub fn handle(&self) -> Result<std::fs::File, OpsError> {
+        match &self.holder {
+            Holder::Memory { file, .. } => file.try_clone(),
+            Holder::Disk(file) => file.reopen(),
+        }
+        .map_err(|e| io(&self.holder.path(), e))
+    }
+
+    /// Fetches the snapshot's archive into this room, proving every chunk, under a shared lock
+    /// naming `purpose` and the snapshot (see [`stage`]). `proven` hears how far from the start the
+    /// bytes are proven, as that grows (see [`Repository::read_stream_to_file`]).
+    pub async fn fill(
+        &mut self,
+        repo: &Repository,
+        manifest: &Manifest,
+        purpose: &str,
+        progress: &dyn Progress,
+        proven: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), OpsError> {
+        let clock = Instant::now();
+        let handle = self.handle()?;
+        let lock = lock_snapshot(repo, manifest, purpose).await?;
+        let read = repo.read_stream_to_file(manifest, handle, progress, proven).await;
+        unlock(lock).await;
+        read?;
+        self.seconds += clock.elapsed().as_secs_f64();
+        Ok(())
+    }
 }
 
 fn io(path: &Path, e: std::io::Error) -> OpsError {

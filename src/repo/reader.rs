@@ -59,11 +59,17 @@ impl Repository {
     /// as soon as it is decoded and proven, several at once: no serial writer and no copy through an
     /// async buffer, which on a restore's critical path is worth a core. Proves the stream as
     /// [`Repository::read_stream`] does. `file` is fully written and flushed to the OS on success.
+    ///
+    /// `proven` is called each time the stretch of the file from its start that holds only proven
+    /// chunks grows, with its new length: a reader may use those bytes while later ones are still
+    /// being fetched. (A chunk's bytes land in the file before its hash is checked, so bytes past
+    /// that length may yet turn out damaged.)
     pub async fn read_stream_to_file(
         &self,
         manifest: &Manifest,
         file: std::fs::File,
         progress: &dyn Progress,
+        proven: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         use std::os::unix::fs::FileExt;
 
@@ -75,12 +81,14 @@ impl Repository {
             .stream
             .chunks
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(index, c)| {
                 let at = offset;
                 offset += u64::from(c.size);
-                (c.clone(), at)
+                (index, c.clone(), at)
             })
             .collect();
+        let ends: Vec<u64> = placed.iter().map(|(_, c, at)| at + u64::from(c.size)).collect();
         if offset != manifest.stream.size {
             return Err(RepoError::Corrupt {
                 object: format!("snapshot {}", manifest.id),
@@ -91,21 +99,31 @@ impl Repository {
             });
         }
         let mut writes = futures::stream::iter(placed)
-            .map(|(c, at)| {
+            .map(|(index, c, at)| {
                 let repo = self.clone();
                 let file = file.clone();
                 async move {
                     repo.fetch_then(c, move |fetched| {
                         let size = fetched.size;
                         fetched.decode_to(|off, piece| file.write_all_at(piece, at + off).map_err(sink))?;
-                        Ok(size as u64)
+                        Ok((index, size as u64))
                     })
                     .await
                 }
             })
             .buffer_unordered(READ_AHEAD);
-        while let Some(written) = writes.try_next().await? {
+        // Chunks finish out of order; the proven stretch ends at the first chunk not yet done.
+        let mut done = vec![false; ends.len()];
+        let mut prefix = 0;
+        while let Some((index, written)) = writes.try_next().await? {
             progress.advance(written);
+            done[index] = true;
+            if index == prefix {
+                while prefix < done.len() && done[prefix] {
+                    prefix += 1;
+                }
+                proven(ends[prefix - 1]);
+            }
         }
         Ok(())
     }

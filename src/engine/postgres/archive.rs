@@ -33,7 +33,7 @@ const OFFSET_POS_NOT_SET: u8 = 1;
 const OFFSET_POS_SET: u8 = 2;
 
 /// Block types in the data part of a custom-format archive.
-const BLOCK_DATA: u8 = 1;
+pub(crate) const BLOCK_DATA: u8 = 1;
 const BLOCK_LARGE_OBJECTS: u8 = 3;
 
 const fn version(major: u8, minor: u8) -> u32 {
@@ -104,7 +104,7 @@ pub fn data_offsets(path: &Path) -> Result<Vec<DataEntry>, LayoutError> {
     Ok(toc
         .entries
         .iter()
-        .filter(|e| e.state == OFFSET_POS_SET || e.state == OFFSET_POS_NOT_SET)
+        .filter(|e| e.has_data())
         .map(|e| DataEntry {
             dump_id: e.dump_id,
             recorded: (e.state == OFFSET_POS_SET).then_some(e.recorded),
@@ -120,21 +120,41 @@ fn read_layout(file: &File) -> Result<(Toc, HashMap<i64, u64>), LayoutError> {
     Ok((toc, found))
 }
 
-struct Toc {
-    int_size: usize,
+pub(crate) struct Toc {
+    pub int_size: usize,
     off_size: usize,
-    entries: Vec<TocEntry>,
+    /// The archive's own compression of its data blocks: `false` for lifeboat's (`--compress=0`).
+    pub compressed: bool,
+    pub entries: Vec<TocEntry>,
     /// Where the first data block starts: right after the table of contents.
-    data_start: u64,
+    pub data_start: u64,
 }
 
-struct TocEntry {
-    dump_id: i64,
+pub(crate) struct TocEntry {
+    pub dump_id: i64,
+    /// What the entry is: "TABLE", "TABLE DATA", "INDEX", "ACL", "ENCODING"...
+    pub desc: String,
+    pub namespace: String,
+    /// The object's name.
+    pub tag: String,
+    /// `SECTION_NONE` (1), `SECTION_PRE_DATA` (2), `SECTION_DATA` (3) or `SECTION_POST_DATA` (4).
+    pub section: i64,
+    /// The SQL that creates the object (for "ENCODING": the `SET client_encoding` statement).
+    pub defn: String,
+    /// For "TABLE DATA": the `COPY ... FROM stdin;` its data block feeds.
+    pub copy_stmt: String,
     /// Where this entry's offset field (flag byte, then `off_size` bytes) is in the file.
     offset_field: u64,
     state: u8,
     /// The position the field holds, where `state` says it is set.
     recorded: u64,
+}
+
+impl TocEntry {
+    /// Whether the archive holds a data block for this entry.
+    pub fn has_data(&self) -> bool {
+        self.state == OFFSET_POS_SET || self.state == OFFSET_POS_NOT_SET
+    }
 }
 
 /// Reads the header and table of contents, reading more of the file until they fit (a schema with
@@ -195,10 +215,19 @@ impl Cursor<'_> {
         self.take(len as usize, what)?;
         Ok(true)
     }
+
+    /// `ReadStr`, kept; a null string reads as empty.
+    fn str(&mut self, what: &'static str) -> Result<String, LayoutError> {
+        let len = self.int(what)?;
+        if len < 0 {
+            return Ok(String::new());
+        }
+        Ok(String::from_utf8_lossy(self.take(len as usize, what)?).into_owned())
+    }
 }
 
 /// `ReadInt`: a sign byte, then the magnitude in `int_size` bytes, least significant first.
-fn read_int(bytes: &[u8]) -> i64 {
+pub(crate) fn read_int(bytes: &[u8]) -> i64 {
     let magnitude = decode_int(&bytes[1..]);
     if bytes[0] == 0 { magnitude } else { -magnitude }
 }
@@ -212,7 +241,9 @@ fn decode_int(bytes: &[u8]) -> i64 {
         .fold(0i64, |acc, (i, &b)| acc | (i64::from(b) << (8 * i)))
 }
 
-fn parse_toc(bytes: &[u8]) -> Result<Toc, LayoutError> {
+/// Parses the header and table of contents at the start of `bytes`; `Truncated` when they do not
+/// fit in it.
+pub(crate) fn parse_toc(bytes: &[u8]) -> Result<Toc, LayoutError> {
     let mut c = Cursor {
         bytes,
         at: 0,
@@ -240,11 +271,11 @@ fn parse_toc(bytes: &[u8]) -> Result<Toc, LayoutError> {
             "archive format {format}, not custom"
         )));
     }
-    if v >= version(1, 15) {
-        c.byte("header")?; // compression algorithm
+    let compressed = if v >= version(1, 15) {
+        c.byte("header")? != 0 // compression algorithm: 0 is none
     } else {
-        c.int("header")?; // compression level
-    }
+        c.int("header")? != 0 // compression level: 0 is none, -1 the default
+    };
     for _ in 0..7 {
         c.int("header")?; // creation time: sec, min, hour, mday, mon, year, isdst
     }
@@ -263,13 +294,13 @@ fn parse_toc(bytes: &[u8]) -> Result<Toc, LayoutError> {
         c.int(what)?; // hadDumper
         c.skip_str(what)?; // table oid
         c.skip_str(what)?; // oid
-        c.skip_str(what)?; // tag
-        c.skip_str(what)?; // desc
-        c.int(what)?; // section
-        c.skip_str(what)?; // defn
+        let tag = c.str(what)?;
+        let desc = c.str(what)?;
+        let section = c.int(what)?;
+        let defn = c.str(what)?;
         c.skip_str(what)?; // dropStmt
-        c.skip_str(what)?; // copyStmt
-        c.skip_str(what)?; // namespace
+        let copy_stmt = c.str(what)?;
+        let namespace = c.str(what)?;
         c.skip_str(what)?; // tablespace
         if v >= version(1, 14) {
             c.skip_str(what)?; // table access method
@@ -285,6 +316,12 @@ fn parse_toc(bytes: &[u8]) -> Result<Toc, LayoutError> {
         let recorded = decode_int(c.take(off_size, what)?) as u64;
         entries.push(TocEntry {
             dump_id,
+            desc,
+            namespace,
+            tag,
+            section,
+            defn,
+            copy_stmt,
             offset_field,
             state,
             recorded,
@@ -293,6 +330,7 @@ fn parse_toc(bytes: &[u8]) -> Result<Toc, LayoutError> {
     Ok(Toc {
         int_size,
         off_size,
+        compressed,
         entries,
         data_start: c.at as u64,
     })

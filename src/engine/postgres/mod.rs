@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub(crate) mod dsn;
+mod pipeline;
 mod tools;
 
 use std::process::Stdio;
@@ -17,8 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::{
-    AmcheckOutcome, BackupHandle, DatabaseIdentity, Endpoint, Engine, EngineError, RestoreHandle, RestoreInput,
-    RestoreOptions, RunningBackup, RunningRestore, TargetState, redact,
+    AmcheckOutcome, BackupHandle, DatabaseIdentity, Endpoint, Engine, EngineError, GrowingArchive, RestoreHandle,
+    RestoreInput, RestoreOptions, RunningBackup, RunningRestore, TargetState, redact,
 };
 use crate::repo::{BackupFacts, Fingerprint, TableRows};
 
@@ -150,6 +151,49 @@ impl Postgres {
             out.push((format!("{schema}.{table}"), sum));
         }
         Ok(out)
+    }
+
+    /// Starts `pg_restore` into this endpoint's database with the options every restore shares and
+    /// `args`; its stdin is a pipe when `piped`.
+    fn spawn_pg_restore(
+        &self,
+        opts: &RestoreOptions,
+        args: &[std::ffi::OsString],
+        piped: bool,
+    ) -> Result<(Option<tokio::process::ChildStdin>, PgRestoreHandle), EngineError> {
+        let mut cmd = self.command("pg_restore");
+        cmd.arg("--exit-on-error")
+            .arg("--no-password")
+            .arg(format!("--dbname={}", self.endpoint.dsn));
+        if opts.no_owner {
+            cmd.arg("--no-owner").arg("--no-privileges");
+        }
+        if opts.replace {
+            cmd.arg("--clean").arg("--if-exists");
+        }
+        cmd.args(args);
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            // Its own process group: `pg_restore --jobs` forks workers, and a cancelled restore must
+            // stop them too, not only the parent.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| EngineError::ToolMissing {
+            tool: "pg_restore".into(),
+            detail: e.to_string(),
+        })?;
+        let stdin = child.stdin.take();
+        let group = tools::GroupGuard::new(child.id());
+        Ok((
+            stdin,
+            PgRestoreHandle {
+                child,
+                group,
+                password: self.endpoint.password.clone(),
+            },
+        ))
     }
 
     fn command(&self, tool: &str) -> std::process::Command {
@@ -329,50 +373,37 @@ impl Engine for Postgres {
                 format: format.into(),
             });
         }
-        let mut cmd = self.command("pg_restore");
-        cmd.arg("--exit-on-error")
-            .arg("--no-password")
-            .arg(format!("--dbname={}", self.endpoint.dsn));
-        if opts.no_owner {
-            cmd.arg("--no-owner").arg("--no-privileges");
-        }
-        if opts.replace {
-            cmd.arg("--clean").arg("--if-exists");
-        }
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
         let piped = match &input {
             RestoreInput::File(path) => {
                 fill_data_offsets(path).await;
-                cmd.arg(format!("--jobs={}", opts.jobs.max(1))).arg(path);
+                args.push(format!("--jobs={}", opts.jobs.max(1)).into());
+                args.push(path.into());
                 false
             }
             RestoreInput::Stdin => {
                 // One transaction: a stream that turns out damaged midway rolls back to nothing.
-                cmd.arg("--single-transaction");
+                args.push("--single-transaction".into());
                 true
             }
         };
-        let mut cmd = tokio::process::Command::from(cmd);
-        cmd.stdin(if piped { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            // Its own process group: `pg_restore --jobs` forks workers, and a cancelled restore must
-            // stop them too, not only the parent.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| EngineError::ToolMissing {
-            tool: "pg_restore".into(),
-            detail: e.to_string(),
-        })?;
-        let stdin = child.stdin.take();
-        let group = tools::GroupGuard::new(child.id());
+        let (stdin, handle) = self.spawn_pg_restore(opts, &args, piped)?;
         Ok(RunningRestore {
             stdin,
-            handle: Box::new(PgRestoreHandle {
-                child,
-                group,
-                password: self.endpoint.password.clone(),
-            }),
+            handle: Box::new(handle),
         })
+    }
+
+    async fn restore_growing(
+        &self,
+        format: &str,
+        archive: GrowingArchive,
+        opts: &RestoreOptions,
+    ) -> Result<Option<Vec<TableRows>>, EngineError> {
+        if format != FORMAT_CUSTOM || opts.replace || opts.jobs < 2 {
+            return Ok(None);
+        }
+        pipeline::restore(self, archive, opts).await
     }
 
     async fn fingerprint(&self) -> Result<Fingerprint, EngineError> {

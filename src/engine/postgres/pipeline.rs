@@ -1,0 +1,564 @@
+//! Restoring a `pg_dump -Fc` archive while it is still being fetched.
+//!
+//! A parallel restore used to fetch and prove the whole archive first and only then start
+//! `pg_restore --jobs`: on two cores that put about 2 s of decompressing and hashing, and a walk of
+//! the archive, in front of a 17 s restore (BENCHMARKS.md). Here the three parts of a restore overlap
+//! with the fetch instead:
+//!
+//! 1. As soon as the table of contents is proven, `pg_restore` creates the schema: the entries of the
+//!    pre-data section, from a use-list (`-L`).
+//! 2. Lifeboat loads the table data itself, on `jobs` connections, with `COPY ... FROM STDIN`,
+//!    reading the data blocks out of the staged archive right behind the proven mark. The blocks are
+//!    cut into units of about 32 MiB of whole rows, taken by whichever connection is free, so all
+//!    stay busy and finish together however the bytes are spread over the tables. `pg_dump -Z0`
+//!    writes one length-prefixed piece per row; they go to the server in 256 KiB messages.
+//! 3. When all data is committed, `pg_restore --jobs` runs everything else: sequence values, indexes,
+//!    constraints, triggers, privileges.
+//!
+//! The safety of "prove before restoring" holds for the data: each connection loads everything it
+//! takes in one open transaction and commits only when the *whole* archive is proven (a connection
+//! runs out of units only once the scan has reached the archive's end), so a chunk found damaged
+//! late rolls all data back. The target then holds the empty schema, which the caller marks
+//! incomplete. The row counts the server returns for the committed `COPY`s are the restore's
+//! fingerprint: counting every table again afterwards cost about 0.7 s of a 2 GB restore.
+//!
+//! What this does not handle it declines before touching the target, and the caller restores the
+//! classic way once the archive is whole: archives whose data blocks are compressed, large objects,
+//! an encoding other than UTF-8, a table whose data is not a COPY.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tokio::sync::watch;
+
+use super::Postgres;
+use super::archive::{self, BLOCK_DATA, LayoutError, Toc};
+use crate::engine::{EngineError, GrowingArchive, Proven, RestoreHandle, RestoreOptions};
+use crate::repo::TableRows;
+
+const SECTION_NONE: i64 = 1;
+const SECTION_PRE_DATA: i64 = 2;
+
+/// Bytes read from the staged archive at a time.
+const READ_SIZE: usize = 1 << 20;
+/// Bytes of table data per unit of work (see [`scan`]).
+const UNIT_SIZE: u64 = 32 << 20;
+/// Bytes of table data per `CopyData` message.
+const SEND_SIZE: usize = 256 << 10;
+
+/// Entries `pg_restore` applies by itself on connecting, never from a list.
+const SESSION_ENTRIES: [&str; 3] = ["ENCODING", "STDSTRINGS", "SEARCHPATH"];
+/// Entries a full `pg_restore` applies after all data, whatever section they sit in.
+const AFTER_DATA: [&str; 2] = ["ACL", "DEFAULT ACL"];
+
+/// See the module documentation. Returns the rows loaded into each table, as the server counted
+/// them in its replies to the committed `COPY`s; `Ok(None)`: declined, nothing touched.
+pub(super) async fn restore(
+    pg: &Postgres,
+    archive: GrowingArchive,
+    opts: &RestoreOptions,
+) -> Result<Option<Vec<TableRows>>, EngineError> {
+    let GrowingArchive { path, file, proven } = archive;
+    let file = Arc::new(file);
+    let mut proof = Proof(proven);
+    let toc = match read_toc(&file, &mut proof).await? {
+        Ok(toc) => toc,
+        Err(why) => {
+            tracing::debug!("restoring the classic way: {why}");
+            return Ok(None);
+        }
+    };
+    let plan = match Plan::new(&toc) {
+        Ok(plan) => plan,
+        Err(why) => {
+            tracing::debug!("restoring the classic way: {why}");
+            return Ok(None);
+        }
+    };
+    tracing::debug!(
+        "restoring while fetching: {} entries before the data, {} tables loaded by COPY, {} entries after",
+        plan.before.len(),
+        plan.loads.len(),
+        plan.after.len()
+    );
+
+    let (units_tx, units) = tokio::sync::mpsc::unbounded_channel();
+    let units: Units = Arc::new(tokio::sync::Mutex::new(units));
+    let scanner = AbortOnDrop(tokio::spawn(scan(
+        Reader::new(file.clone(), proof.clone(), toc.data_start),
+        toc.int_size,
+        units_tx,
+    )));
+
+    let clock = std::time::Instant::now();
+    run_pg_restore(pg, opts, &path, &plan.before, None).await?;
+    tracing::debug!("schema created in {:.2}s", clock.elapsed().as_secs_f64());
+
+    let clock = std::time::Instant::now();
+    let tables = Arc::new(plan.loads);
+    let workers = (0..opts.jobs.max(1)).map(|_| {
+        load(
+            pg,
+            units.clone(),
+            tables.clone(),
+            Reader::new(file.clone(), proof.clone(), toc.data_start),
+            toc.int_size,
+        )
+    });
+    let mut rows: HashMap<i64, u64> = HashMap::new();
+    for loaded in futures::future::try_join_all(workers).await? {
+        for (dump_id, n) in loaded {
+            *rows.entry(dump_id).or_default() += n;
+        }
+    }
+    drop(scanner);
+    tracing::debug!(
+        "{} rows loaded and committed in {:.2}s",
+        rows.values().sum::<u64>(),
+        clock.elapsed().as_secs_f64()
+    );
+    // A table whose block holds no rows got no unit, and so no COPY: it has none.
+    let counts = tables
+        .iter()
+        .map(|(dump_id, t)| TableRows {
+            schema: t.schema.clone(),
+            table: t.table.clone(),
+            rows: rows.get(dump_id).copied().unwrap_or(0),
+        })
+        .collect();
+
+    let clock = std::time::Instant::now();
+    run_pg_restore(pg, opts, &path, &plan.after, Some(opts.jobs)).await?;
+    tracing::debug!("post-data restored in {:.2}s", clock.elapsed().as_secs_f64());
+    Ok(Some(counts))
+}
+
+/// What a restore does with each entry of the table of contents.
+struct Plan {
+    /// Dump ids `pg_restore` restores before the data: the schema.
+    before: Vec<i64>,
+    /// Tables lifeboat loads, by dump id.
+    loads: HashMap<i64, Load>,
+    /// Dump ids `pg_restore` restores after the data.
+    after: Vec<i64>,
+}
+
+struct Load {
+    /// `COPY ... FROM stdin;` as `pg_dump` wrote it.
+    copy: String,
+    /// "schema.table", for messages.
+    name: String,
+    schema: String,
+    table: String,
+}
+
+impl Plan {
+    /// The plan, or why this archive is left to `pg_restore` alone.
+    fn new(toc: &Toc) -> Result<Plan, String> {
+        if toc.compressed {
+            return Err("the archive's data blocks are compressed".into());
+        }
+        let encoding = toc.entries.iter().find(|e| e.desc == "ENCODING");
+        if !encoding.is_some_and(|e| e.defn.contains("'UTF8'")) {
+            return Err("the archive's encoding is not UTF8".into());
+        }
+        let mut plan = Plan {
+            before: Vec::new(),
+            loads: HashMap::new(),
+            after: Vec::new(),
+        };
+        // An entry outside any section belongs to the section of the entry before it, as in
+        // `pg_restore --section`.
+        let mut section = SECTION_PRE_DATA;
+        for e in &toc.entries {
+            if e.section != SECTION_NONE {
+                section = e.section;
+            }
+            if SESSION_ENTRIES.contains(&e.desc.as_str()) {
+                continue;
+            }
+            if e.has_data() {
+                if e.desc != "TABLE DATA" || e.copy_stmt.trim().is_empty() {
+                    return Err(format!(
+                        "entry {} ({} {}) has data that is not a COPY",
+                        e.dump_id, e.desc, e.tag
+                    ));
+                }
+                plan.loads.insert(
+                    e.dump_id,
+                    Load {
+                        copy: e.copy_stmt.clone(),
+                        name: format!("{}.{}", e.namespace, e.tag),
+                        schema: e.namespace.clone(),
+                        table: e.tag.clone(),
+                    },
+                );
+            } else if section == SECTION_PRE_DATA && !AFTER_DATA.contains(&e.desc.as_str()) {
+                plan.before.push(e.dump_id);
+            } else {
+                plan.after.push(e.dump_id);
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Runs `pg_restore` on the entries `ids` of the archive at `path`, in `jobs` processes (`None`:
+/// one, without `--jobs`). Nothing to do for an empty list.
+async fn run_pg_restore(
+    pg: &Postgres,
+    opts: &RestoreOptions,
+    path: &std::path::Path,
+    ids: &[i64],
+    jobs: Option<u32>,
+) -> Result<(), EngineError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let list = use_list(ids).map_err(|e| EngineError::ToolFailed {
+        tool: "pg_restore".into(),
+        status: "not started".into(),
+        stderr: format!("cannot write its use-list in the temp dir: {e}"),
+    })?;
+    let mut args: Vec<OsString> = vec!["--use-list".into(), list.path().into()];
+    if let Some(jobs) = jobs {
+        args.push(format!("--jobs={}", jobs.max(1)).into());
+    }
+    args.push(path.into());
+    let (_, handle) = pg.spawn_pg_restore(opts, &args, false)?;
+    Box::new(handle).finish().await
+}
+
+/// A `pg_restore --use-list` file naming `ids`, in archive order.
+fn use_list(ids: &[i64]) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut list = tempfile::Builder::new().prefix("lifeboat-use-list-").tempfile()?;
+    let mut text = String::with_capacity(ids.len() * 8);
+    for id in ids {
+        text.push_str(&format!("{id};\n"));
+    }
+    list.write_all(text.as_bytes())?;
+    list.flush()?;
+    Ok(list)
+}
+
+/// Reads the table of contents once enough of the archive is proven: `Ok(Err(why))` when this is
+/// not an archive the pipeline reads.
+async fn read_toc(file: &Arc<File>, proof: &mut Proof) -> Result<Result<Toc, String>, EngineError> {
+    let mut want = 256 * 1024u64;
+    loop {
+        let (end, whole) = proof.readable_past(want.saturating_sub(1)).await?;
+        let have = end.min(want);
+        let file = file.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; have as usize];
+            file.read_exact_at(&mut buf, 0).map(|_| buf)
+        })
+        .await
+        .map_err(|e| layout(e.to_string()))?
+        .map_err(|e| layout(e.to_string()))?;
+        match archive::parse_toc(&bytes) {
+            Ok(toc) => return Ok(Ok(toc)),
+            Err(LayoutError::Truncated(_)) if !(whole && end <= have) => want *= 4,
+            Err(e) => return Ok(Err(e.to_string())),
+        }
+    }
+}
+
+fn layout(detail: impl Into<String>) -> EngineError {
+    EngineError::ArchiveLayout { detail: detail.into() }
+}
+
+/// How far the archive is proven, as the fetch reports it.
+#[derive(Clone)]
+struct Proof(watch::Receiver<Proven>);
+
+impl Proof {
+    /// Waits until bytes past `at` are proven, or the archive is whole. Returns where the proven
+    /// bytes end and whether that is the archive's end. Fails once the fetch has failed.
+    async fn readable_past(&mut self, at: u64) -> Result<(u64, bool), EngineError> {
+        loop {
+            match *self.0.borrow_and_update() {
+                Proven::Upto(n) if n > at => return Ok((n, false)),
+                Proven::Whole(n) => return Ok((n, true)),
+                Proven::Failed => return Err(EngineError::ArchiveFailed),
+                Proven::Upto(_) => {}
+            }
+            self.0.changed().await.map_err(|_| EngineError::ArchiveFailed)?;
+        }
+    }
+
+    /// Waits until the whole archive is proven.
+    async fn whole(&mut self) -> Result<(), EngineError> {
+        loop {
+            match *self.0.borrow_and_update() {
+                Proven::Whole(_) => return Ok(()),
+                Proven::Failed => return Err(EngineError::ArchiveFailed),
+                Proven::Upto(_) => {}
+            }
+            self.0.changed().await.map_err(|_| EngineError::ArchiveFailed)?;
+        }
+    }
+}
+
+/// Reads the staged archive from a position onwards, never past the proven mark.
+struct Reader {
+    file: Arc<File>,
+    proof: Proof,
+    buf: Vec<u8>,
+    /// The archive offset of `buf[0]`.
+    start: u64,
+    /// Next unread byte in `buf`, and the end of what `buf` holds.
+    pos: usize,
+    len: usize,
+}
+
+impl Reader {
+    fn new(file: Arc<File>, proof: Proof, at: u64) -> Reader {
+        Reader {
+            file,
+            proof,
+            buf: vec![0; READ_SIZE],
+            start: at,
+            pos: 0,
+            len: 0,
+        }
+    }
+
+    fn at(&self) -> u64 {
+        self.start + self.pos as u64
+    }
+
+    /// Moves to `at`, dropping what is buffered.
+    fn seek(&mut self, at: u64) {
+        self.start = at;
+        self.pos = 0;
+        self.len = 0;
+    }
+
+    /// Whether the archive ends here (it is whole and nothing is left).
+    async fn at_end(&mut self) -> Result<bool, EngineError> {
+        if self.pos < self.len {
+            return Ok(false);
+        }
+        let at = self.at();
+        let (end, _) = self.proof.readable_past(at).await?;
+        Ok(end <= at)
+    }
+
+    /// Makes at least one unread byte available.
+    async fn fill(&mut self) -> Result<(), EngineError> {
+        if self.pos < self.len {
+            return Ok(());
+        }
+        let at = self.at();
+        let (end, _) = self.proof.readable_past(at).await?;
+        if end <= at {
+            return Err(layout(format!("the archive ends inside a data block, at byte {at}")));
+        }
+        let want = ((end - at) as usize).min(READ_SIZE);
+        let file = self.file.clone();
+        let mut buf = std::mem::take(&mut self.buf);
+        let (buf, read) = tokio::task::spawn_blocking(move || {
+            let read = file.read_exact_at(&mut buf[..want], at);
+            (buf, read)
+        })
+        .await
+        .map_err(|e| layout(e.to_string()))?;
+        self.buf = buf;
+        read.map_err(|e| layout(format!("reading the staged archive at byte {at}: {e}")))?;
+        self.start = at;
+        self.pos = 0;
+        self.len = want;
+        Ok(())
+    }
+
+    async fn byte(&mut self) -> Result<u8, EngineError> {
+        self.fill().await?;
+        self.pos += 1;
+        Ok(self.buf[self.pos - 1])
+    }
+
+    /// `ReadInt`: a sign byte and `int_size` bytes.
+    async fn int(&mut self, int_size: usize) -> Result<i64, EngineError> {
+        let n = 1 + int_size;
+        if self.len - self.pos >= n {
+            self.pos += n;
+            return Ok(archive::read_int(&self.buf[self.pos - n..self.pos]));
+        }
+        let mut bytes = [0u8; 1 + 16];
+        for b in bytes.iter_mut().take(n) {
+            *b = self.byte().await?;
+        }
+        Ok(archive::read_int(&bytes[..n]))
+    }
+
+    /// Up to `max` unread bytes, at least one.
+    async fn take(&mut self, max: usize) -> Result<&[u8], EngineError> {
+        self.fill().await?;
+        let n = max.min(self.len - self.pos);
+        self.pos += n;
+        Ok(&self.buf[self.pos - n..self.pos])
+    }
+
+    /// Skips `n` bytes, reading none of them it does not hold already.
+    fn skip(&mut self, n: u64) {
+        let held = (self.len - self.pos) as u64;
+        if n <= held {
+            self.pos += n as usize;
+        } else {
+            let at = self.at() + n;
+            self.seek(at);
+        }
+    }
+
+    /// The length of the next piece of a data block; 0 ends the block.
+    async fn piece_len(&mut self, int_size: usize) -> Result<usize, EngineError> {
+        let at = self.at();
+        let len = self.int(int_size).await?;
+        usize::try_from(len).map_err(|_| layout(format!("a piece of length {len} at byte {at}")))
+    }
+}
+
+/// A stretch of one table's data: whole pieces (rows), from `start` to `end` in the archive.
+struct Unit {
+    dump_id: i64,
+    start: u64,
+    end: u64,
+}
+
+/// Walks the data blocks behind the proven mark and cuts them into [`Unit`]s of about
+/// [`UNIT_SIZE`] bytes, in archive order. Workers take them as they come: all of them stay busy
+/// right behind the fetch and finish together, however the archive's bytes are spread over its
+/// tables (a worker per table would wait for the biggest table's block to arrive, then load it
+/// alone). Ends with the archive, or with the error that stopped it.
+async fn scan(mut r: Reader, int_size: usize, out: tokio::sync::mpsc::UnboundedSender<Result<Unit, EngineError>>) {
+    let walked = async {
+        loop {
+            if r.at_end().await? {
+                return Ok::<(), EngineError>(());
+            }
+            let block = r.at();
+            let kind = r.byte().await?;
+            let dump_id = r.int(int_size).await?;
+            if kind != BLOCK_DATA {
+                return Err(layout(format!("block type {kind} at byte {block}")));
+            }
+            let mut start = r.at();
+            loop {
+                let at = r.at();
+                if at - start >= UNIT_SIZE {
+                    let _ = out.send(Ok(Unit {
+                        dump_id,
+                        start,
+                        end: at,
+                    }));
+                    start = at;
+                }
+                let len = r.piece_len(int_size).await?;
+                if len == 0 {
+                    if at > start {
+                        let _ = out.send(Ok(Unit {
+                            dump_id,
+                            start,
+                            end: at,
+                        }));
+                    }
+                    break;
+                }
+                r.skip(len as u64);
+            }
+        }
+    };
+    if let Err(e) = walked.await {
+        let _ = out.send(Err(e));
+    }
+}
+
+type Units = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Result<Unit, EngineError>>>>;
+
+/// One worker: loads units as the scan hands them out, all in one transaction, which it commits
+/// once the whole archive is proven. Returns the rows it loaded, by dump id.
+async fn load(
+    pg: &Postgres,
+    units: Units,
+    tables: Arc<HashMap<i64, Load>>,
+    mut r: Reader,
+    int_size: usize,
+) -> Result<HashMap<i64, u64>, EngineError> {
+    let mut conn = pg.connect().await?;
+    // What `pg_restore` sets for itself, and no timeout may end a transaction held open while
+    // the rest of the archive arrives.
+    sqlx::raw_sql(
+        "set client_encoding = 'UTF8'; select pg_catalog.set_config('search_path', '', false); \
+         set statement_timeout = 0; set lock_timeout = 0; set idle_in_transaction_session_timeout = 0; \
+         set row_security = off; begin",
+    )
+    .execute(&mut conn)
+    .await
+    .map_err(pg.query_err())?;
+    let mut rows = HashMap::new();
+    loop {
+        let next = units.lock().await.recv().await;
+        let Some(unit) = next else { break };
+        let unit = unit?;
+        let table = tables
+            .get(&unit.dump_id)
+            .ok_or_else(|| layout(format!("a data block for entry {} that has no COPY", unit.dump_id)))?;
+        *rows.entry(unit.dump_id).or_default() += copy_unit(pg, &mut conn, &mut r, &unit, table, int_size).await?;
+    }
+    r.proof.whole().await?;
+    sqlx::raw_sql("commit")
+        .execute(&mut conn)
+        .await
+        .map_err(pg.query_err())?;
+    let _ = conn.close().await;
+    Ok(rows)
+}
+
+/// Streams one unit's pieces into `COPY` and returns the rows the server stored.
+async fn copy_unit(
+    pg: &Postgres,
+    conn: &mut PgConnection,
+    r: &mut Reader,
+    unit: &Unit,
+    table: &Load,
+    int_size: usize,
+) -> Result<u64, EngineError> {
+    r.seek(unit.start);
+    let mut copy = conn.copy_in_raw(&table.copy).await.map_err(pg.query_err())?;
+    let mut out = Vec::with_capacity(SEND_SIZE + 64 * 1024);
+    while r.at() < unit.end {
+        let mut left = r.piece_len(int_size).await?;
+        while left > 0 {
+            let piece = r.take(left).await?;
+            left -= piece.len();
+            out.extend_from_slice(piece);
+            if out.len() >= SEND_SIZE {
+                copy.send(out.as_slice()).await.map_err(pg.query_err())?;
+                out.clear();
+            }
+        }
+    }
+    if !out.is_empty() {
+        copy.send(out.as_slice()).await.map_err(pg.query_err())?;
+    }
+    copy.finish().await.map_err(|e| EngineError::Query {
+        dsn: pg.dsn_for_messages(),
+        detail: format!("loading {}: {}", table.name, super::describe(&e)),
+    })
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
