@@ -215,6 +215,86 @@ async fn assert_restore_refuses_damage(ws: &Workspace, id: &str, object_hint: &s
     );
 }
 
+/// Quoted names, awkward text, an empty table, a partitioned table, a sequence, a view and a
+/// comment: the parallel restore, which loads table data itself, restores them all equal. A large
+/// object, which it does not load itself, sends the restore the classic way, equal too.
+#[tokio::test(flavor = "multi_thread")]
+async fn unusual_schemas_and_large_objects_restore_equal_in_parallel() {
+    let source = cluster().await;
+    source.create_database("odd").await.unwrap();
+    source
+        .psql(
+            "odd",
+            r#"create schema "Odd Schema";
+               create table "Odd Schema"."Mixed Case" (id serial primary key, t text, b bytea, j jsonb);
+               insert into "Odd Schema"."Mixed Case" (t, b, j)
+                 select E'tab\there\nnew line \\ backslash ' || g || ' é ü 漢', decode(md5(g::text), 'hex'),
+                        jsonb_build_object('g', g, 'q', 'a "quote"')
+                 from generate_series(1, 20000) g;
+               create table empty_one (x int);
+               create table parted (id int, k int) partition by range (k);
+               create table parted_low partition of parted for values from (0) to (100);
+               create table parted_high partition of parted for values from (100) to (200);
+               insert into parted select g, g % 200 from generate_series(1, 5000) g;
+               create sequence counter; select setval('counter', 4242);
+               create view odd_view as select count(*) from parted;
+               comment on table empty_one is 'nothing here';"#,
+        )
+        .await
+        .unwrap();
+    let ws = Workspace::new();
+    ws.write_simple_config(&source.dsn("odd"), "");
+    assert!(ws.run(&["init"], &[]).status.success());
+    let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+
+    let target = cluster().await;
+    let restore = |db: &str, id: &str| {
+        let o = ws.run(
+            &[
+                "-q",
+                "--json",
+                "restore",
+                id,
+                "--into-dsn",
+                &target.dsn(db),
+                "--jobs",
+                "2",
+            ],
+            &[],
+        );
+        assert!(o.status.success(), "{}", all_output(&o));
+        assert_eq!(json(&o)["report"]["fingerprint_match"], true);
+    };
+    target.create_database("odd_copy").await.unwrap();
+    restore("odd_copy", &id);
+    let want = engine(&source, "odd").content_checksums().await.unwrap();
+    let got = engine(&target, "odd_copy").content_checksums().await.unwrap();
+    assert_eq!(want.len(), 4, "{want:?}");
+    assert_eq!(want, got, "every table's content must be equal");
+    let extras = "select last_value::text || ' ' || (select * from odd_view) || ' ' || \
+                  obj_description('empty_one'::regclass) from counter";
+    assert_eq!(
+        target.psql("odd_copy", extras).await.unwrap().trim(),
+        "4242 5000 nothing here"
+    );
+
+    source
+        .psql("odd", "select lo_from_bytea(4242, 'a large object')")
+        .await
+        .unwrap();
+    let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    target.create_database("odd_lo").await.unwrap();
+    restore("odd_lo", &id);
+    assert_eq!(
+        target
+            .psql("odd_lo", "select convert_from(lo_get(4242), 'UTF8')")
+            .await
+            .unwrap()
+            .trim(),
+        "a large object"
+    );
+}
+
 /// A parallel restore loads tables while later chunks are still arriving: damage in the stream's
 /// last chunk is found after the schema exists and data is flowing. No row may be committed, the
 /// target must say it is incomplete, and the error must name the chunk.
