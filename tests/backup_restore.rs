@@ -215,8 +215,9 @@ async fn assert_restore_refuses_damage(ws: &Workspace, id: &str, object_hint: &s
     );
 }
 
-/// Quoted names, awkward text, an empty table, a partitioned table, a sequence, a view and a
-/// comment: the parallel restore, which loads table data itself, restores them all equal. A large
+/// Quoted names, awkward text, an empty table, a partitioned table, a foreign key, a sequence, a
+/// view and a comment: the parallel restore, which loads table data itself and builds each table's
+/// own indexes as soon as its data is in, restores them all equal. A large
 /// object, which it does not load itself, sends the restore the classic way, equal too.
 #[tokio::test(flavor = "multi_thread")]
 async fn unusual_schemas_and_large_objects_restore_equal_in_parallel() {
@@ -232,6 +233,8 @@ async fn unusual_schemas_and_large_objects_restore_equal_in_parallel() {
                         jsonb_build_object('g', g, 'q', 'a "quote"')
                  from generate_series(1, 20000) g;
                create table empty_one (x int);
+               create table child (id int primary key, odd_id int references "Odd Schema"."Mixed Case" (id));
+               insert into child select g, g from generate_series(1, 3000) g;
                create table parted (id int, k int) partition by range (k);
                create table parted_low partition of parted for values from (0) to (100);
                create table parted_high partition of parted for values from (100) to (200);
@@ -269,13 +272,14 @@ async fn unusual_schemas_and_large_objects_restore_equal_in_parallel() {
     restore("odd_copy", &id);
     let want = engine(&source, "odd").content_checksums().await.unwrap();
     let got = engine(&target, "odd_copy").content_checksums().await.unwrap();
-    assert_eq!(want.len(), 4, "{want:?}");
+    assert_eq!(want.len(), 5, "{want:?}");
     assert_eq!(want, got, "every table's content must be equal");
     let extras = "select last_value::text || ' ' || (select * from odd_view) || ' ' || \
-                  obj_description('empty_one'::regclass) from counter";
+                  obj_description('empty_one'::regclass) || ' ' || \
+                  (select count(*) from pg_constraint where contype = 'f') from counter";
     assert_eq!(
         target.psql("odd_copy", extras).await.unwrap().trim(),
-        "4242 5000 nothing here"
+        "4242 5000 nothing here 1"
     );
 
     source

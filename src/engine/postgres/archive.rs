@@ -143,6 +143,8 @@ pub(crate) struct TocEntry {
     pub defn: String,
     /// For "TABLE DATA": the `COPY ... FROM stdin;` its data block feeds.
     pub copy_stmt: String,
+    /// The dump ids of the entries it depends on.
+    pub deps: Vec<i64>,
     /// Where this entry's offset field (flag byte, then `off_size` bytes) is in the file.
     offset_field: u64,
     state: u8,
@@ -310,7 +312,18 @@ pub(crate) fn parse_toc(bytes: &[u8]) -> Result<Toc, LayoutError> {
         }
         c.skip_str(what)?; // owner
         c.skip_str(what)?; // "false": tables WITH OIDS
-        while c.skip_str(what)? {} // dependencies, ended by a null string
+        let mut deps = Vec::new();
+        loop {
+            // Dependencies: dump ids as decimal strings, ended by a null string.
+            let len = c.int(what)?;
+            if len < 0 {
+                break;
+            }
+            let dep = c.take(len as usize, what)?;
+            if let Some(id) = std::str::from_utf8(dep).ok().and_then(|d| d.parse().ok()) {
+                deps.push(id);
+            }
+        }
         let offset_field = c.at as u64;
         let state = c.byte(what)?;
         let recorded = decode_int(c.take(off_size, what)?) as u64;
@@ -322,6 +335,7 @@ pub(crate) fn parse_toc(bytes: &[u8]) -> Result<Toc, LayoutError> {
             section,
             defn,
             copy_stmt,
+            deps,
             offset_field,
             state,
             recorded,
