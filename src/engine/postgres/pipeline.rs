@@ -636,27 +636,30 @@ async fn load(
             .get(&unit.dump_id)
             .ok_or_else(|| layout(format!("a data block for entry {} that has no COPY", unit.dump_id)))?;
         if !open.is_empty() && !open.contains_key(&unit.dump_id) && r.proof.is_whole() {
-            sqlx::raw_sql("commit; begin")
-                .execute(&mut conn)
-                .await
-                .map_err(pg.query_err())?;
-            for (data, n) in open.drain() {
-                tracker.committed(data, n);
-            }
+            commit(pg, &mut conn, "commit; begin", &mut open, &tracker).await?;
         }
         *rows.entry(unit.dump_id).or_default() += copy_unit(pg, &mut conn, &mut r, &unit, table, int_size).await?;
         *open.entry(unit.dump_id).or_default() += 1;
     }
     r.proof.whole().await?;
-    sqlx::raw_sql("commit")
-        .execute(&mut conn)
-        .await
-        .map_err(pg.query_err())?;
+    commit(pg, &mut conn, "commit", &mut open, &tracker).await?;
+    let _ = conn.close().await;
+    Ok(rows)
+}
+
+/// Commits the open transaction with `sql` and tells the tracker which units are now in.
+async fn commit(
+    pg: &Postgres,
+    conn: &mut PgConnection,
+    sql: &'static str,
+    open: &mut HashMap<i64, usize>,
+    tracker: &Tracker,
+) -> Result<(), EngineError> {
+    sqlx::raw_sql(sql).execute(conn).await.map_err(pg.query_err())?;
     for (data, n) in open.drain() {
         tracker.committed(data, n);
     }
-    let _ = conn.close().await;
-    Ok(rows)
+    Ok(())
 }
 
 /// Streams one unit's pieces into `COPY` and returns the rows the server stored.
