@@ -119,6 +119,15 @@ async fn restore_while_fetching(
     Err(failure)
 }
 
+/// Whether `counted` names every table of `expected`.
+fn covers(counted: &[TableRows], expected: &[TableRows]) -> bool {
+    let named: std::collections::HashSet<(&str, &str)> =
+        counted.iter().map(|t| (t.schema.as_str(), t.table.as_str())).collect();
+    expected
+        .iter()
+        .all(|e| named.contains(&(e.schema.as_str(), e.table.as_str())))
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
     pub snapshot: String,
@@ -237,14 +246,9 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     expected.sort();
     let now = match loaded {
         // The server's own count of the rows each committed COPY stored is as good as counting
-        // them again, and spares a scan of every table; a table it does not cover is counted.
-        Some(tables)
-            if expected
-                .iter()
-                .all(|e| tables.iter().any(|t| t.schema == e.schema && t.table == e.table)) =>
-        {
-            Fingerprint { tables }
-        }
+        // them again, and spares a scan of every table. If those counts miss any table the
+        // backup recorded, every table is counted instead.
+        Some(tables) if covers(&tables, &expected) => Fingerprint { tables },
         _ => req.target.fingerprint().await?,
     };
     let mut actual = now.tables.clone();

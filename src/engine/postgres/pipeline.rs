@@ -316,10 +316,7 @@ async fn run_pg_restore(
 /// A `pg_restore --use-list` file naming `ids`, in archive order.
 fn use_list(ids: &[i64]) -> std::io::Result<tempfile::NamedTempFile> {
     let mut list = tempfile::Builder::new().prefix("lifeboat-use-list-").tempfile()?;
-    let mut text = String::with_capacity(ids.len() * 8);
-    for id in ids {
-        text.push_str(&format!("{id};\n"));
-    }
+    let text: String = ids.iter().map(|id| format!("{id};\n")).collect();
     list.write_all(text.as_bytes())?;
     list.flush()?;
     Ok(list)
