@@ -149,7 +149,7 @@ pub fn decode_to(
 
 /// Encodes a chunk for storage. CPU-bound: call it from a blocking thread.
 pub fn encode(data: &[u8], level: i32, recipients: &[age::x25519::Recipient]) -> Result<Vec<u8>> {
-    let compressed = zstd::bulk::compress(data, level).map_err(|e| RepoError::Task(format!("zstd: {e}")))?;
+    let compressed = compress(data, level).map_err(|e| RepoError::Task(format!("zstd: {e}")))?;
     let mut out = Vec::with_capacity(compressed.len() + 256);
     out.extend_from_slice(MAGIC);
     if recipients.is_empty() {
@@ -171,6 +171,22 @@ pub fn encode(data: &[u8], level: i32, recipients: &[age::x25519::Recipient]) ->
         w.finish().map_err(|e| RepoError::Task(e.to_string()))?;
     }
     Ok(out)
+}
+
+/// zstd at `level`, with a compression context kept per thread: a new context for every chunk
+/// allocates and clears about a megabyte of match tables each time.
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    CONTEXT.with_borrow_mut(|context| {
+        let compressor = match context {
+            Some((at, compressor)) if *at == level => compressor,
+            _ => &mut context.insert((level, zstd::bulk::Compressor::new(level)?)).1,
+        };
+        compressor.compress(data)
+    })
 }
 
 /// Decodes an object of the chunk codec without checking its name (for small keyed objects whose
