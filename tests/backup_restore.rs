@@ -328,15 +328,17 @@ async fn damage_in_the_last_chunk_rolls_back_all_data_of_a_parallel_restore() {
         "the damaged chunk must be named: {}",
         all_output(&o)
     );
-    assert!(
-        user_relations(&target, "late").await > 0,
-        "the schema is created before the last chunk arrives"
-    );
     assert_eq!(
         user_rows(&target, "late").await,
         0,
         "no data of a damaged snapshot may be committed"
     );
+    // Chunks are fetched several at a time, so the last one's damage is usually found after the
+    // schema was created, but on a loaded machine it can be found before the table of contents is
+    // read: then the target is untouched, which is as good.
+    if user_relations(&target, "late").await == 0 {
+        return;
+    }
     let comment = target
         .psql(
             "late",
