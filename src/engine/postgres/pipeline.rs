@@ -261,9 +261,7 @@ impl Plan {
         }
         Ok(plan)
     }
-}
 
-impl Plan {
     /// For an index or constraint whose only dependency in the archive, beside the schema, is one
     /// loaded table: the dump id of that table's data.
     fn early_for(
