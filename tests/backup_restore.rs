@@ -431,6 +431,149 @@ async fn a_backup_killed_midway_leaves_no_snapshot_and_the_next_one_works() {
     assert!(o.status.success(), "{}", all_output(&o));
 }
 
+/// One file-system call of a traced backup, in the order the tracer saw it: `start` and `end` are
+/// line numbers of the trace, equal unless another thread's calls came in between.
+#[derive(Debug)]
+struct Traced {
+    call: String,
+    args: String,
+    start: usize,
+    end: usize,
+    ok: bool,
+}
+
+/// Reads `strace -f -y` output: joins each `<unfinished ...>` call with its `<... resumed>` end.
+fn traced_calls(trace: &str) -> Vec<Traced> {
+    let mut open: std::collections::HashMap<String, (String, String, usize)> = Default::default();
+    let mut calls = Vec::new();
+    for (line_no, line) in trace.lines().enumerate() {
+        let Some((pid, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let rest = rest.trim_start();
+        if let Some(resumed) = rest.strip_prefix("<... ") {
+            if let Some((call, args, start)) = open.remove(pid) {
+                let (more, ret) = resumed.rsplit_once(" = ").unwrap_or((resumed, "?"));
+                let more = more.split_once("resumed>").map_or("", |(_, m)| m);
+                calls.push(Traced {
+                    call,
+                    args: format!("{args}{more}"),
+                    start,
+                    end: line_no,
+                    ok: ret.trim() == "0",
+                });
+            }
+            continue;
+        }
+        let Some((call, args)) = rest.split_once('(') else {
+            continue;
+        };
+        if let Some(args) = args.strip_suffix(" <unfinished ...>") {
+            open.insert(pid.to_string(), (call.to_string(), args.to_string(), line_no));
+        } else if let Some((args, ret)) = args.rsplit_once(" = ") {
+            calls.push(Traced {
+                call: call.to_string(),
+                args: args.to_string(),
+                start: line_no,
+                end: line_no,
+                ok: ret.trim() == "0",
+            });
+        }
+    }
+    calls
+}
+
+/// The quoted paths of a traced call's arguments, and the path of a descriptor shown by `-y`.
+fn traced_paths(args: &str) -> Vec<String> {
+    let mut paths: Vec<String> = args.split('"').skip(1).step_by(2).map(str::to_string).collect();
+    if let Some((_, fd_path)) = args.split_once('<') {
+        paths.push(fd_path.split('>').next().unwrap_or("").to_string());
+    }
+    paths
+}
+
+/// The commit rule of the repository format, on a file repository, checked on the system calls a
+/// real backup makes: every chunk's bytes are flushed before the chunk gets its name, its directory
+/// entry is flushed before the manifest is published, and the manifest itself is flushed too. A
+/// power cut at any moment then leaves either no snapshot or a whole one; `kill -9` alone cannot
+/// show this, because the page cache outlives the process.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_repository_publishes_the_manifest_only_after_every_chunk_is_on_disk() {
+    let (_source, ws) = setup(1).await;
+    let trace_file = ws.path().join("backup.strace");
+    let o = std::process::Command::new("strace")
+        .args(["-f", "-qq", "-y", "-o"])
+        .arg(&trace_file)
+        .args(["-e", "trace=fsync,fdatasync,link,linkat,rename,renameat,renameat2"])
+        .arg(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("--config")
+        .arg(ws.config_path())
+        .args(["-q", "backup", "rental"])
+        .env_remove("LIFEBOAT_CONFIG")
+        .output()
+        .expect("strace is needed for this test (scripts/test installs it)");
+    assert!(o.status.success(), "traced backup: {}", all_output(&o));
+    let calls = traced_calls(&std::fs::read_to_string(&trace_file).unwrap());
+    let repo = ws.repo_dir().canonicalize().unwrap().display().to_string();
+
+    // Publications: a staged file linked or renamed to its final name inside the repository.
+    let published: Vec<(&Traced, String, String)> = calls
+        .iter()
+        .filter(|c| c.ok && (c.call.contains("link") || c.call.contains("rename")))
+        .filter_map(|c| {
+            let p = traced_paths(&c.args);
+            (p.len() >= 2 && p[1].starts_with(&repo)).then(|| (c, p[0].clone(), p[1].clone()))
+        })
+        .collect();
+    let synced = |path: &str, before: usize| {
+        calls.iter().any(|c| {
+            c.ok && c.call.contains("sync") && c.end < before && traced_paths(&c.args).iter().any(|p| p == path)
+        })
+    };
+    let synced_after = |path: &str, after: usize, before: usize| {
+        calls.iter().any(|c| {
+            c.ok && c.call.contains("sync")
+                && c.start > after
+                && c.end < before
+                && traced_paths(&c.args).iter().any(|p| p == path)
+        })
+    };
+    let parent = |p: &str| std::path::Path::new(p).parent().unwrap().display().to_string();
+
+    let manifests: Vec<_> = published
+        .iter()
+        .filter(|(_, _, to)| to.contains("/snapshots/"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "one manifest published: {published:#?}");
+    let (manifest, manifest_staged, manifest_path) = manifests[0];
+    let chunks: Vec<_> = published.iter().filter(|(_, _, to)| to.contains("/chunks/")).collect();
+    let on_disk = ws.repo_listing().iter().filter(|p| p.starts_with("chunks/")).count();
+    assert!(on_disk > 1, "the rental data makes several chunks");
+    assert_eq!(
+        chunks.len(),
+        on_disk,
+        "every chunk file was published through a traced call"
+    );
+    for (call, staged, to) in &chunks {
+        assert!(
+            synced(staged, call.start),
+            "{to}: its bytes were not flushed before it got its name"
+        );
+        assert!(
+            synced_after(&parent(to), call.end, manifest.start),
+            "{to}: its directory entry was not flushed before the manifest was published"
+        );
+    }
+    assert!(
+        synced(manifest_staged, manifest.start),
+        "the manifest's bytes were not flushed"
+    );
+    assert!(
+        synced_after(&parent(manifest_path), manifest.end, usize::MAX),
+        "the manifest's directory entry was never flushed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_catalog_is_rebuilt_from_the_repository_alone() {
     let (_source, ws) = setup(1).await;

@@ -119,7 +119,13 @@ impl Storage {
                         reason: "no such directory".into(),
                     });
                 }
-                let fs = LocalFileSystem::new_with_prefix(&path).map_err(build_err)?;
+                // Durable writes: every file is fsynced before it is published under its name,
+                // and its directory after. The manifest is the commit point and may only exist once
+                // every chunk it names would survive a power cut. Without this, a file repository's guarantees hold against `kill -9` (the page
+                // cache survives the process) but not against the machine going down.
+                let fs = LocalFileSystem::new_with_prefix(&path)
+                    .map_err(build_err)?
+                    .with_fsync(true);
                 // The whole path is the root here, so no extra prefix.
                 return Ok(Storage {
                     store: Arc::new(fs),
