@@ -3,6 +3,12 @@
 //! The source is read on a blocking thread (it is usually a child process's stdout). Chunks travel
 //! through a small bounded channel and at most `uploads_in_flight` are being encoded or sent at once,
 //! so memory stays bounded by a few chunk sizes whatever the database size. Nothing touches local disk.
+//!
+//! Compressing is CPU work and sending is waiting, so they have separate limits: at most one chunk is
+//! being compressed per core, however many uploads are in flight. More compressions than cores only
+//! take turns on them, and each turn evicts the other's match tables (about 768 KiB at level 3) and
+//! its 2 MiB chunk from the core's cache. On two cores, with four uploads in flight, that cost about
+//! 1.5 core-seconds more on a 1.8 GB dump than two at a time (BENCHMARKS.md).
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -97,6 +103,8 @@ impl Repository {
         });
 
         let permits = Arc::new(Semaphore::new(opts.uploads_in_flight.max(1)));
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let encoders = Arc::new(Semaphore::new(cores));
         let mut uploads: JoinSet<Result<Option<u64>>> = JoinSet::new();
         let mut seen = HashSet::new();
         let mut chunks = Vec::new();
@@ -121,8 +129,9 @@ impl Repository {
             let store = self.store.clone();
             let recipients = self.keys.recipients.clone();
             let level = self.config.compression.level;
+            let encoders = encoders.clone();
             uploads.spawn(async move {
-                let r = upload_chunk(store, id, data, level, recipients).await;
+                let r = upload_chunk(store, id, data, level, recipients, &encoders).await;
                 drop(permit);
                 r
             });
@@ -153,6 +162,7 @@ async fn upload_chunk(
     data: Vec<u8>,
     level: i32,
     recipients: Vec<age::x25519::Recipient>,
+    encoders: &Semaphore,
 ) -> Result<Option<u64>> {
     let path = id.object_path();
     let location = StorePath::from(path.as_str());
@@ -161,9 +171,11 @@ async fn upload_chunk(
         Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(RepoError::storage(path, e)),
     }
+    let encoder = encoders.acquire().await.expect("semaphore open");
     let encoded = tokio::task::spawn_blocking(move || chunk::encode(&data, level, &recipients))
         .await
         .map_err(|e| RepoError::Task(e.to_string()))??;
+    drop(encoder);
     let len = encoded.len() as u64;
     // Create-only: a chunk is never overwritten, even by identical bytes (WORM buckets refuse it).
     let opts = PutOptions {
