@@ -175,11 +175,8 @@ impl Repository {
     ) -> Result<Option<u64>> {
         let path = id.object_path();
         let stored = self.get(&path).await?;
-        let checked = {
-            let (verifier, path, stored) = (verifier.clone(), path.clone(), stored.clone());
-            tokio::task::spawn_blocking(move || verifier.check(&path, &stored, &id, size))
-        };
-        checked.await.map_err(|e| RepoError::Task(e.to_string()))??;
+        let (checker, object, bytes) = (verifier.clone(), path.clone(), stored.clone());
+        super::cpu::on_a_core(move || checker.check(&object, &bytes, &id, size)).await?;
         let len = stored.len() as u64;
         match to.put_create(&path, stored).await? {
             Put::Written => Ok(Some(len)),

@@ -21,6 +21,7 @@
 pub mod audit;
 mod chunk;
 mod copy;
+mod cpu;
 mod error;
 mod evidence;
 mod format;

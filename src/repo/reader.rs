@@ -165,9 +165,7 @@ impl Repository {
             addressing: self.addressing.clone(),
             identity: self.keys.identity.clone(),
         };
-        tokio::task::spawn_blocking(move || work(fetched))
-            .await
-            .map_err(|e| RepoError::Task(e.to_string()))?
+        super::cpu::on_a_core(move || work(fetched)).await
     }
 }
 

@@ -154,12 +154,13 @@ impl Repository {
                     };
                     let addressing = repo.addressing.clone();
                     let identity = repo.keys.identity.clone();
-                    let outcome = tokio::task::spawn_blocking(move || {
-                        chunk::decode(&path, &stored, &id, Some(size as usize), &addressing, identity.as_ref())
-                            .map(|_| ())
+                    let outcome = super::cpu::on_a_core(move || {
+                        Ok(
+                            chunk::decode(&path, &stored, &id, Some(size as usize), &addressing, identity.as_ref())
+                                .map(|_| ()),
+                        )
                     })
-                    .await
-                    .map_err(|e| RepoError::Task(e.to_string()))?;
+                    .await?;
                     match outcome {
                         Ok(()) => Ok((size, None)),
                         Err(RepoError::Corrupt { object, detail }) => Ok((

@@ -3,12 +3,7 @@
 //! The source is read on a blocking thread (it is usually a child process's stdout). Chunks travel
 //! through a small bounded channel and at most `uploads_in_flight` are being encoded or sent at once,
 //! so memory stays bounded by a few chunk sizes whatever the database size. Nothing touches local disk.
-//!
-//! Compressing is CPU work and sending is waiting, so they have separate limits: at most one chunk is
-//! being compressed per core, however many uploads are in flight. More compressions than cores only
-//! take turns on them, and each turn evicts the other's match tables (about 768 KiB at level 3) and
-//! its 2 MiB chunk from the core's cache. On two cores, with four uploads in flight, that cost about
-//! 1.5 core-seconds more on a 1.8 GB dump than two at a time (BENCHMARKS.md).
+//! Compressing is CPU work and sending is waiting, so compressing has its own limit (see [`cpu`]).
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -21,6 +16,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::chunk::{self, ChunkId};
+use super::cpu;
 use super::{ChunkRef, Progress, RepoError, Repository, Result};
 
 /// The first bytes of a stream become a chunk of their own. Dump formats put what changes on every run
@@ -103,8 +99,6 @@ impl Repository {
         });
 
         let permits = Arc::new(Semaphore::new(opts.uploads_in_flight.max(1)));
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let encoders = Arc::new(Semaphore::new(cores));
         let mut uploads: JoinSet<Result<Option<u64>>> = JoinSet::new();
         let mut seen = HashSet::new();
         let mut chunks = Vec::new();
@@ -129,9 +123,8 @@ impl Repository {
             let store = self.store.clone();
             let recipients = self.keys.recipients.clone();
             let level = self.config.compression.level;
-            let encoders = encoders.clone();
             uploads.spawn(async move {
-                let r = upload_chunk(store, id, data, level, recipients, &encoders).await;
+                let r = upload_chunk(store, id, data, level, recipients).await;
                 drop(permit);
                 r
             });
@@ -162,7 +155,6 @@ async fn upload_chunk(
     data: Vec<u8>,
     level: i32,
     recipients: Vec<age::x25519::Recipient>,
-    encoders: &Semaphore,
 ) -> Result<Option<u64>> {
     let path = id.object_path();
     let location = StorePath::from(path.as_str());
@@ -171,11 +163,7 @@ async fn upload_chunk(
         Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(RepoError::storage(path, e)),
     }
-    let encoder = encoders.acquire().await.expect("semaphore open");
-    let encoded = tokio::task::spawn_blocking(move || chunk::encode(&data, level, &recipients))
-        .await
-        .map_err(|e| RepoError::Task(e.to_string()))??;
-    drop(encoder);
+    let encoded = cpu::on_a_core(move || chunk::encode(&data, level, &recipients)).await?;
     let len = encoded.len() as u64;
     // Create-only: a chunk is never overwritten, even by identical bytes (WORM buckets refuse it).
     let opts = PutOptions {
