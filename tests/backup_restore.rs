@@ -525,16 +525,12 @@ async fn a_file_repository_publishes_the_manifest_only_after_every_chunk_is_on_d
             (p.len() >= 2 && p[1].starts_with(&repo)).then(|| (c, p[0].clone(), p[1].clone()))
         })
         .collect();
-    let synced = |path: &str, before: usize| {
-        calls.iter().any(|c| {
-            c.ok && c.call.contains("sync") && c.end < before && traced_paths(&c.args).iter().any(|p| p == path)
-        })
-    };
-    let synced_after = |path: &str, after: usize, before: usize| {
+    // Whether `path` was flushed by a call that started and ended within `lines` of the trace.
+    let synced_within = |path: &str, lines: std::ops::Range<usize>| {
         calls.iter().any(|c| {
             c.ok && c.call.contains("sync")
-                && c.start > after
-                && c.end < before
+                && lines.contains(&c.start)
+                && lines.contains(&c.end)
                 && traced_paths(&c.args).iter().any(|p| p == path)
         })
     };
@@ -556,20 +552,20 @@ async fn a_file_repository_publishes_the_manifest_only_after_every_chunk_is_on_d
     );
     for (call, staged, to) in &chunks {
         assert!(
-            synced(staged, call.start),
+            synced_within(staged, 0..call.start),
             "{to}: its bytes were not flushed before it got its name"
         );
         assert!(
-            synced_after(&parent(to), call.end, manifest.start),
+            synced_within(&parent(to), call.end + 1..manifest.start),
             "{to}: its directory entry was not flushed before the manifest was published"
         );
     }
     assert!(
-        synced(manifest_staged, manifest.start),
+        synced_within(manifest_staged, 0..manifest.start),
         "the manifest's bytes were not flushed"
     );
     assert!(
-        synced_after(&parent(manifest_path), manifest.end, usize::MAX),
+        synced_within(&parent(manifest_path), manifest.end + 1..usize::MAX),
         "the manifest's directory entry was never flushed"
     );
 }

@@ -121,8 +121,9 @@ impl Storage {
                 }
                 // Durable writes: every file is fsynced before it is published under its name,
                 // and its directory after. The manifest is the commit point and may only exist once
-                // every chunk it names would survive a power cut. Without this, a file repository's guarantees hold against `kill -9` (the page
-                // cache survives the process) but not against the machine going down.
+                // every chunk it names would survive a power cut. Without this, a file repository's
+                // guarantees hold against `kill -9` (the page cache survives the process) but not
+                // against the machine going down.
                 let fs = LocalFileSystem::new_with_prefix(&path)
                     .map_err(build_err)?
                     .with_fsync(true);
