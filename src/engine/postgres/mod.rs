@@ -8,6 +8,7 @@ pub mod archive;
 pub(crate) mod dsn;
 mod pipeline;
 mod tools;
+mod units;
 
 use std::process::Stdio;
 use std::str::FromStr;

@@ -10,8 +10,10 @@
 //! 2. Lifeboat loads the table data itself, on `jobs` connections, with `COPY ... FROM STDIN`,
 //!    reading the data blocks out of the staged archive right behind the proven mark. The blocks are
 //!    cut into units of about 32 MiB of whole rows, taken by whichever connection is free, so all
-//!    stay busy and finish together however the bytes are spread over the tables. `pg_dump -Z0`
-//!    writes one length-prefixed piece per row; they go to the server in 256 KiB messages.
+//!    stay busy and finish together however the bytes are spread over the tables: in archive order
+//!    while the archive arrives, then the table with the most index work first (see
+//!    [`super::units`]). `pg_dump -Z0` writes one length-prefixed piece per row; they go to the
+//!    server in 256 KiB messages.
 //! 3. Once the whole archive is proven, a connection commits whenever it moves on to another
 //!    table. A table whose every unit is committed gets its indexes and constraints (those that
 //!    need no other table) from `pg_restore --use-list` at once, while the others still load, as
@@ -43,6 +45,7 @@ use tokio::sync::watch;
 
 use super::Postgres;
 use super::archive::{self, BLOCK_DATA, LayoutError, Toc};
+use super::units::{Unit, UnitQueue};
 use crate::engine::{EngineError, GrowingArchive, Proven, RestoreHandle, RestoreOptions};
 use crate::repo::TableRows;
 
@@ -92,8 +95,9 @@ pub(super) async fn restore(
         plan.after.len()
     );
 
-    let (units_tx, units) = tokio::sync::mpsc::unbounded_channel();
-    let units: Units = Arc::new(tokio::sync::Mutex::new(units));
+    let units = Arc::new(UnitQueue::new(
+        plan.early.iter().map(|(&data, builds)| (data, builds.len())).collect(),
+    ));
     let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
     let tracker = Arc::new(Tracker {
         tables: Mutex::new(HashMap::new()),
@@ -102,7 +106,7 @@ pub(super) async fn restore(
     let scanner = AbortOnDrop(tokio::spawn(scan(
         Reader::new(file.clone(), proof.clone(), toc.data_start),
         toc.int_size,
-        units_tx,
+        units.clone(),
         tracker.clone(),
     )));
 
@@ -503,24 +507,13 @@ impl Reader {
     }
 }
 
-/// A stretch of one table's data: whole pieces (rows), from `start` to `end` in the archive.
-struct Unit {
-    dump_id: i64,
-    start: u64,
-    end: u64,
-}
-
 /// Walks the data blocks behind the proven mark and cuts them into [`Unit`]s of about
-/// [`UNIT_SIZE`] bytes, in archive order. Workers take them as they come: all of them stay busy
-/// right behind the fetch and finish together, however the archive's bytes are spread over its
-/// tables (a worker per table would wait for the biggest table's block to arrive, then load it
-/// alone). Ends with the archive, or with the error that stopped it.
-async fn scan(
-    mut r: Reader,
-    int_size: usize,
-    out: tokio::sync::mpsc::UnboundedSender<Result<Unit, EngineError>>,
-    tracker: Arc<Tracker>,
-) {
+/// [`UNIT_SIZE`] bytes, in archive order. Workers take them as they come (see [`UnitQueue`] for
+/// the order): all of them stay busy right behind the fetch and finish together, however the
+/// archive's bytes are spread over its tables (a worker per table would wait for the biggest
+/// table's block to arrive, then load it alone). Ends with the archive, or with the error that
+/// stopped it.
+async fn scan(mut r: Reader, int_size: usize, out: Arc<UnitQueue>, tracker: Arc<Tracker>) {
     let walked = async {
         loop {
             if r.at_end().await? {
@@ -545,11 +538,11 @@ async fn scan(
                     Some(len) if len > 0 => r.skip(len as u64),
                     _ => {
                         if at > start {
-                            let _ = out.send(Ok(Unit {
+                            out.push(Unit {
                                 dump_id,
                                 start,
                                 end: at,
-                            }));
+                            });
                             cut += 1;
                             start = at;
                         }
@@ -562,9 +555,7 @@ async fn scan(
             tracker.cut(dump_id, cut);
         }
     };
-    if let Err(e) = walked.await {
-        let _ = out.send(Err(e));
-    }
+    out.end(walked.await);
 }
 
 /// Which loaded tables are complete: all the units the scan cut from their block are committed.
@@ -595,15 +586,13 @@ impl Tracker {
     }
 }
 
-type Units = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Result<Unit, EngineError>>>>;
-
 /// One worker: loads units as the scan hands them out, in one transaction until the whole archive
 /// is proven; after that it commits whenever it moves on to another table, so that a table whose
 /// every unit is committed can have its indexes built while others still load. Returns the rows it
 /// loaded, by dump id.
 async fn load(
     pg: &Postgres,
-    units: Units,
+    units: Arc<UnitQueue>,
     tables: Arc<HashMap<i64, Load>>,
     tracker: Arc<Tracker>,
     mut r: Reader,
@@ -624,7 +613,7 @@ async fn load(
     // Units loaded in the open transaction, by table.
     let mut open: HashMap<i64, usize> = HashMap::new();
     loop {
-        let next = units.lock().await.recv().await;
+        let next = units.next().await;
         let Some(unit) = next else { break };
         let unit = unit?;
         let table = tables
