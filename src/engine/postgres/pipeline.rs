@@ -110,23 +110,16 @@ pub(super) async fn restore(
         tracker.clone(),
     )));
 
-    // The loading connections open while the schema is created, to be ready when it is.
     let clock = std::time::Instant::now();
-    let (connections, ()) = futures::future::try_join(
-        futures::future::try_join_all((0..opts.jobs.max(1)).map(|_| open_loader(pg))),
-        run_pg_restore(pg, opts, &path, &plan.before, None),
-    )
-    .await?;
+    run_pg_restore(pg, opts, &path, &plan.before, None).await?;
     tracing::debug!("schema created in {:.2}s", clock.elapsed().as_secs_f64());
 
     let clock = std::time::Instant::now();
     let tables = Arc::new(plan.loads);
-    let workers: Vec<_> = connections
-        .into_iter()
-        .map(|conn| {
+    let workers: Vec<_> = (0..opts.jobs.max(1))
+        .map(|_| {
             load(
                 pg,
-                conn,
                 units.clone(),
                 tables.clone(),
                 tracker.clone(),
@@ -593,36 +586,29 @@ impl Tracker {
     }
 }
 
-/// A connection for [`load`], its transaction open. Each statement of a `COPY` sees the tables
-/// created after the transaction began: it runs at READ COMMITTED, with a snapshot per statement.
-async fn open_loader(pg: &Postgres) -> Result<PgConnection, EngineError> {
-    let mut conn = pg.connect().await?;
-    // What `pg_restore` sets for itself, and no timeout may end a transaction held open while
-    // the rest of the archive arrives.
-    sqlx::raw_sql(
-        "set client_encoding = 'UTF8'; select pg_catalog.set_config('search_path', '', false); \
-         set statement_timeout = 0; set lock_timeout = 0; set idle_in_transaction_session_timeout = 0; \
-         set row_security = off; begin isolation level read committed",
-    )
-    .execute(&mut conn)
-    .await
-    .map_err(pg.query_err())?;
-    Ok(conn)
-}
-
 /// One worker: loads units as the scan hands them out, in one transaction until the whole archive
 /// is proven; after that it commits whenever it moves on to another table, so that a table whose
 /// every unit is committed can have its indexes built while others still load. Returns the rows it
 /// loaded, by dump id.
 async fn load(
     pg: &Postgres,
-    mut conn: PgConnection,
     units: Arc<UnitQueue>,
     tables: Arc<HashMap<i64, Load>>,
     tracker: Arc<Tracker>,
     mut r: Reader,
     int_size: usize,
 ) -> Result<HashMap<i64, u64>, EngineError> {
+    let mut conn = pg.connect().await?;
+    // What `pg_restore` sets for itself, and no timeout may end a transaction held open while
+    // the rest of the archive arrives.
+    sqlx::raw_sql(
+        "set client_encoding = 'UTF8'; select pg_catalog.set_config('search_path', '', false); \
+         set statement_timeout = 0; set lock_timeout = 0; set idle_in_transaction_session_timeout = 0; \
+         set row_security = off; begin",
+    )
+    .execute(&mut conn)
+    .await
+    .map_err(pg.query_err())?;
     let mut rows = HashMap::new();
     // Units loaded in the open transaction, by table.
     let mut open: HashMap<i64, usize> = HashMap::new();
