@@ -189,19 +189,20 @@ fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// The shortest match zstd may encode at the low levels, where its own default is 5 from level 3 up.
+/// The shortest match zstd may encode at level 3, the level lifeboat writes, where zstd's own is 5
+/// (for inputs over 256 KiB: 7 at level 1, 6 at level 2, 5 at levels 3 and 4).
 ///
 /// A dump is mostly rows of text: at length 5 the match finder spends its time on short matches
 /// that barely pay for their encoding. Measured on 2 MiB pieces (zstd 1.5.7, level 3, length 6
 /// against 5): a PostgreSQL dump of the rental data took 21 % less CPU and came out 2.0 % smaller;
 /// a dump of real text tables (crate index, Unihan, IEEE registry) 23 % less CPU for the same
 /// size; a mysqldump 1.3 % larger; source code 0.7 % and binaries 2.2 % larger, each for about a
-/// fifth less CPU. Levels 1 and 2 already use 6; decompression does not depend on it.
+/// fifth less CPU. Other levels keep zstd's own; decompression does not depend on it.
 const MIN_MATCH_FOR_DUMPS: u32 = 6;
 
 fn compressor_for(level: i32) -> std::io::Result<zstd::bulk::Compressor<'static>> {
     let mut compressor = zstd::bulk::Compressor::new(level)?;
-    if (1..=4).contains(&level) {
+    if level == 3 {
         compressor.set_parameter(zstd::zstd_safe::CParameter::MinMatch(MIN_MATCH_FOR_DUMPS))?;
     }
     Ok(compressor)
