@@ -45,7 +45,7 @@ use tokio::sync::watch;
 
 use super::Postgres;
 use super::archive::{self, BLOCK_DATA, LayoutError, Toc};
-use super::units::{Unit, UnitQueue};
+use super::units::{EndGuard, Unit, UnitQueue};
 use crate::engine::{EngineError, GrowingArchive, Proven, RestoreHandle, RestoreOptions};
 use crate::repo::TableRows;
 
@@ -514,6 +514,7 @@ impl Reader {
 /// table's block to arrive, then load it alone). Ends with the archive, or with the error that
 /// stopped it.
 async fn scan(mut r: Reader, int_size: usize, out: Arc<UnitQueue>, tracker: Arc<Tracker>) {
+    let _ended = EndGuard(out.clone());
     let walked = async {
         loop {
             if r.at_end().await? {
