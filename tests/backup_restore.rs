@@ -147,6 +147,40 @@ async fn rental_round_trip_into_a_fresh_cluster_is_equal_and_the_second_backup_d
     }
 }
 
+/// A target whose sessions default to SERIALIZABLE: the loading connections open their
+/// transactions under the server's default, and must still load and commit every table.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_parallel_restore_works_where_transactions_default_to_serializable() {
+    let (source, ws) = setup(1).await;
+    let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    let target = cluster().await;
+    target.create_database("strict").await.unwrap();
+    target
+        .psql(
+            "postgres",
+            "alter database strict set default_transaction_isolation = 'serializable'",
+        )
+        .await
+        .unwrap();
+    let o = ws.run(
+        &[
+            "-q",
+            "--json",
+            "restore",
+            &id,
+            "--jobs",
+            "2",
+            "--into-dsn",
+            &target.dsn("strict"),
+        ],
+        &[],
+    );
+    assert!(o.status.success(), "{}", all_output(&o));
+    let want = engine(&source, "rental").content_checksums().await.unwrap();
+    let got = engine(&target, "strict").content_checksums().await.unwrap();
+    assert_eq!(want, got, "every table's content must be equal");
+}
+
 /// Finds the chunk files of the repository, largest first.
 fn chunk_files(ws: &Workspace) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = ws
