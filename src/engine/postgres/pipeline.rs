@@ -11,11 +11,11 @@
 //!    reading the data blocks out of the staged archive right behind the proven mark. The blocks are
 //!    cut into units of about 32 MiB of whole rows, taken by whichever connection is free, so all
 //!    stay busy and finish together however the bytes are spread over the tables: in archive order
-//!    while the archive arrives, then the table with the most index work first (see
-//!    [`super::units`]). `pg_dump -Z0` writes one length-prefixed piece per row; they go to the
-//!    server in 256 KiB messages.
-//! 3. Once the whole archive is proven, a connection commits whenever it moves on to another
-//!    table. A table whose every unit is committed gets its indexes and constraints (those that
+//!    while the archive arrives, then the table with the most index work first, each connection on
+//!    a table of its own while there are enough (see [`super::units`]). `pg_dump -Z0` writes one
+//!    length-prefixed piece per row; they go to the server in 256 KiB messages.
+//! 3. Once the whole archive is proven, a connection commits whenever its transaction holds units
+//!    of a table other than the one it loads next. A table whose every unit is committed gets its indexes and constraints (those that
 //!    need no other table) from `pg_restore --use-list` at once, while the others still load, as
 //!    `pg_restore --jobs` itself overlaps one table's index builds with another's data. Everything
 //!    else (sequence values, foreign keys, triggers, privileges) follows all data, from one last
@@ -588,9 +588,10 @@ impl Tracker {
 }
 
 /// One worker: loads units as the scan hands them out, in one transaction until the whole archive
-/// is proven; after that it commits whenever it moves on to another table, so that a table whose
-/// every unit is committed can have its indexes built while others still load. Returns the rows it
-/// loaded, by dump id.
+/// is proven; after that it commits before it loads a unit of one table while its transaction holds
+/// units of another (one it moved on from, then or before the archive was whole), so that a table
+/// whose every unit is committed can have its indexes built while others still load. Returns the
+/// rows it loaded, by dump id.
 async fn load(
     pg: &Postgres,
     units: Arc<UnitQueue>,
@@ -610,6 +611,7 @@ async fn load(
     .execute(&mut conn)
     .await
     .map_err(pg.query_err())?;
+    let mut units = units.taker();
     let mut rows = HashMap::new();
     // Units loaded in the open transaction, by table.
     let mut open: HashMap<i64, usize> = HashMap::new();
@@ -620,7 +622,9 @@ async fn load(
         let table = tables
             .get(&unit.dump_id)
             .ok_or_else(|| layout(format!("a data block for entry {} that has no COPY", unit.dump_id)))?;
-        if !open.is_empty() && !open.contains_key(&unit.dump_id) && r.proof.is_whole() {
+        // Also when this connection left a table before the archive was whole: that table's indexes
+        // wait for this commit.
+        if open.keys().any(|&t| t != unit.dump_id) && r.proof.is_whole() {
             commit(pg, &mut conn, "commit; begin", &mut open, &tracker).await?;
         }
         *rows.entry(unit.dump_id).or_default() += copy_unit(pg, &mut conn, &mut r, &unit, table, int_size).await?;
