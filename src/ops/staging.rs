@@ -14,6 +14,11 @@
 //! same time: a memory file is not swapped out where there is no swap, and the server being restored
 //! into needs the rest. Anything bigger is staged on disk, in the work directory, and so is
 //! everything when the kernel refuses `memfd_create`.
+//!
+//! A memory file is given its full size up front and sealed against shrinking and growing
+//! (`F_SEAL_SHRINK`, `F_SEAL_GROW`): a reader may then map it without risking a `SIGBUS` from a
+//! page that a truncation took away, and the pipelined restore reads it through small mappings
+//! instead of copying every byte out with `pread` (see `engine::postgres::pipeline`).
 
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -128,7 +133,7 @@ impl StagedArchive {
         let in_memory =
             budget
                 .and_then(|budget| Reservation::take(size, budget))
-                .and_then(|reserved| match memory_file() {
+                .and_then(|reserved| match memory_file(size) {
                     Ok(file) => Some(Holder::Memory {
                         file,
                         _reserved: reserved,
@@ -201,9 +206,21 @@ fn io(path: &Path, e: std::io::Error) -> OpsError {
     }
 }
 
-fn memory_file() -> std::io::Result<std::fs::File> {
+/// A memory file of `size` bytes, none written yet, sealed at that size.
+fn memory_file(size: u64) -> std::io::Result<std::fs::File> {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
     use nix::sys::memfd::{MFdFlags, memfd_create};
-    Ok(memfd_create(c"lifeboat-restore", MFdFlags::MFD_CLOEXEC).map(std::fs::File::from)?)
+    let file = std::fs::File::from(memfd_create(
+        c"lifeboat-restore",
+        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+    )?);
+    // Sparse: a page takes memory once it is written.
+    file.set_len(size)?;
+    fcntl(
+        &file,
+        FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL),
+    )?;
+    Ok(file)
 }
 
 /// How many bytes may be staged in memory in all: a quarter of `MemAvailable`, and of the room left
@@ -333,9 +350,20 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_file_has_its_size_from_the_start_and_keeps_it() {
+        use std::os::unix::fs::FileExt;
+        let file = memory_file(1 << 20).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 1 << 20);
+        file.write_all_at(b"written in place", 4096).unwrap();
+        assert!(file.set_len(10).is_err(), "sealed against shrinking");
+        assert!(file.write_all_at(b"x", 1 << 20).is_err(), "sealed against growing");
+        assert_eq!(file.metadata().unwrap().len(), 1 << 20);
+    }
+
+    #[test]
     fn a_memory_file_can_be_reopened_by_its_proc_path() {
         use std::io::{Read, Write};
-        let mut file = memory_file().unwrap();
+        let mut file = memory_file(19).unwrap();
         file.write_all(b"PGDMP archive bytes").unwrap();
         let staged = StagedArchive {
             holder: Holder::Memory {

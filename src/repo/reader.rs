@@ -55,7 +55,8 @@ impl Repository {
         Ok(())
     }
 
-    /// Writes the snapshot's stream into `file` (which must be empty), each chunk at its own offset
+    /// Writes the snapshot's stream into `file` (which must hold nothing yet, though it may be sized
+    /// already), each chunk at its own offset
     /// as soon as it is decoded and proven, several at once: no serial writer and no copy through an
     /// async buffer, which on a restore's critical path is worth a core. Proves the stream as
     /// [`Repository::read_stream`] does. `file` is fully written and flushed to the OS on success.

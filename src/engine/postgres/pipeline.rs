@@ -52,8 +52,10 @@ use crate::repo::TableRows;
 const SECTION_NONE: i64 = 1;
 const SECTION_PRE_DATA: i64 = 2;
 
-/// Bytes read from the staged archive at a time.
+/// Bytes read from an archive staged on disk at a time.
 const READ_SIZE: usize = 1 << 20;
+/// Bytes of an archive staged in memory mapped at a time (see [`Reader`]).
+const MAP_SIZE: usize = 4 << 20;
 /// Bytes of table data per unit of work (see [`scan`]).
 const UNIT_SIZE: u64 = 32 << 20;
 /// Bytes of table data per `CopyData` message.
@@ -389,23 +391,56 @@ impl Proof {
 }
 
 /// Reads the staged archive from a position onwards, never past the proven mark.
+///
+/// An archive staged in memory is read through a small mapping that moves along with the reader:
+/// copying every byte out with `pread`, once for the scan and once for the loaders, was about 9 %
+/// of lifeboat's CPU in a restore (BENCHMARKS.md, ninth run). The mapping is small so that the
+/// pages it shows count against this process's resident memory only briefly. An archive staged on
+/// disk is read with `pread`: a mapping of it would fault with `SIGBUS` if the file were truncated
+/// under it.
 struct Reader {
     file: Arc<File>,
+    /// Whether `file` may be mapped (see [`may_map`]).
+    mappable: bool,
     proof: Proof,
-    buf: Vec<u8>,
-    /// The archive offset of `buf[0]`.
+    held: Held,
+    /// The archive offset of the first byte held.
     start: u64,
-    /// Next unread byte in `buf`, and the end of what `buf` holds.
+    /// Next unread byte held, and the end of what is held.
     pos: usize,
     len: usize,
+}
+
+/// The bytes a [`Reader`] holds: read into its buffer, or mapped.
+enum Held {
+    Read(Vec<u8>),
+    Mapped(memmap2::Mmap),
+}
+
+impl Held {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Read(buf) => buf,
+            Held::Mapped(map) => map,
+        }
+    }
+}
+
+/// Whether `file` cannot shrink, so that every page of a mapping of it stays backed: a memory file
+/// sealed against shrinking (see `ops::staging`).
+fn may_map(file: &File) -> bool {
+    use nix::fcntl::{FcntlArg, SealFlag, fcntl};
+    fcntl(file, FcntlArg::F_GET_SEALS)
+        .is_ok_and(|seals| SealFlag::from_bits_truncate(seals).contains(SealFlag::F_SEAL_SHRINK))
 }
 
 impl Reader {
     fn new(file: Arc<File>, proof: Proof, at: u64) -> Reader {
         Reader {
+            mappable: may_map(&file),
             file,
             proof,
-            buf: vec![0; READ_SIZE],
+            held: Held::Read(Vec::new()),
             start: at,
             pos: 0,
             len: 0,
@@ -443,17 +478,32 @@ impl Reader {
         if end <= at {
             return Err(layout(format!("the archive ends inside a data block, at byte {at}")));
         }
-        let want = ((end - at) as usize).min(READ_SIZE);
-        let file = self.file.clone();
-        let mut buf = std::mem::take(&mut self.buf);
-        let (buf, read) = tokio::task::spawn_blocking(move || {
-            let read = file.read_exact_at(&mut buf[..want], at);
-            (buf, read)
-        })
-        .await
-        .map_err(|e| layout(e.to_string()))?;
-        self.buf = buf;
-        read.map_err(|e| layout(format!("reading the staged archive at byte {at}: {e}")))?;
+        let want = ((end - at) as usize).min(if self.mappable { MAP_SIZE } else { READ_SIZE });
+        let failed = |e: std::io::Error| layout(format!("reading the staged archive at byte {at}: {e}"));
+        if self.mappable {
+            // Unmapped before the next is mapped.
+            self.held = Held::Read(Vec::new());
+            // SAFETY: the file is sealed against shrinking (`may_map`), so every mapped page stays
+            // backed; and these bytes are below the proven mark, which the fetch never writes again
+            // (it writes each chunk once, at its own offset, before proving it), nor does anyone
+            // else: the memory file is this process's own, and `pg_restore` only reads it.
+            let map = unsafe { memmap2::MmapOptions::new().offset(at).len(want).map(&*self.file) };
+            self.held = Held::Mapped(map.map_err(failed)?);
+        } else {
+            let file = self.file.clone();
+            let mut buf = match std::mem::replace(&mut self.held, Held::Read(Vec::new())) {
+                Held::Read(buf) if buf.len() == READ_SIZE => buf,
+                _ => vec![0; READ_SIZE],
+            };
+            let (buf, read) = tokio::task::spawn_blocking(move || {
+                let read = file.read_exact_at(&mut buf[..want], at);
+                (buf, read)
+            })
+            .await
+            .map_err(|e| layout(e.to_string()))?;
+            self.held = Held::Read(buf);
+            read.map_err(failed)?;
+        }
         self.start = at;
         self.pos = 0;
         self.len = want;
@@ -463,7 +513,7 @@ impl Reader {
     async fn byte(&mut self) -> Result<u8, EngineError> {
         self.fill().await?;
         self.pos += 1;
-        Ok(self.buf[self.pos - 1])
+        Ok(self.held.bytes()[self.pos - 1])
     }
 
     /// `ReadInt`: a sign byte and `int_size` bytes.
@@ -471,7 +521,7 @@ impl Reader {
         let n = 1 + int_size;
         if self.len - self.pos >= n {
             self.pos += n;
-            return Ok(archive::read_int(&self.buf[self.pos - n..self.pos]));
+            return Ok(archive::read_int(&self.held.bytes()[self.pos - n..self.pos]));
         }
         let mut bytes = [0u8; 1 + 16];
         for b in bytes.iter_mut().take(n) {
@@ -485,7 +535,7 @@ impl Reader {
         self.fill().await?;
         let n = max.min(self.len - self.pos);
         self.pos += n;
-        Ok(&self.buf[self.pos - n..self.pos])
+        Ok(&self.held.bytes()[self.pos - n..self.pos])
     }
 
     /// Skips `n` bytes, reading none of them it does not hold already.
