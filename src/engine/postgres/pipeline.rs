@@ -15,11 +15,11 @@
 //!    a table of its own while there are enough (see [`super::units`]). `pg_dump -Z0` writes one
 //!    length-prefixed piece per row; they go to the server in 256 KiB messages.
 //! 3. Once the whole archive is proven, a connection commits whenever its transaction holds units
-//!    of a table other than the one it loads next. A table whose every unit is committed gets its indexes and constraints (those that
-//!    need no other table) from `pg_restore --use-list` at once, while the others still load, as
-//!    `pg_restore --jobs` itself overlaps one table's index builds with another's data. Everything
-//!    else (sequence values, foreign keys, triggers, privileges) follows all data, from one last
-//!    `pg_restore --jobs`.
+//!    of a table other than the one it loads next. A table whose every unit is committed gets its
+//!    indexes and constraints (those that need no other table) from `pg_restore --use-list` at
+//!    once, while the others still load, as `pg_restore --jobs` itself overlaps one table's index
+//!    builds with another's data. Everything else (sequence values, foreign keys, triggers,
+//!    privileges) follows all data, from one last `pg_restore --jobs`.
 //!
 //! The safety of "prove before restoring" holds for the data: no connection commits anything before
 //! the *whole* archive is proven, until then each keeps what it loaded in one open transaction, so a
@@ -485,8 +485,10 @@ impl Reader {
             self.held = Held::Read(Vec::new());
             // SAFETY: the file is sealed against shrinking (`may_map`), so every mapped page stays
             // backed; and these bytes are below the proven mark, which the fetch never writes again
-            // (it writes each chunk once, at its own offset, before proving it), nor does anyone
-            // else: the memory file is this process's own, and `pg_restore` only reads it.
+            // (it writes each chunk once, at its own offset, before proving it), nor does anything
+            // else while this restore runs: the memory file is this process's own, `pg_restore`
+            // only reads it, and filling in data positions (`archive::fill_data_offsets`) is for
+            // an archive restored the classic way, which this restore declined untouched.
             let map = unsafe { memmap2::MmapOptions::new().offset(at).len(want).map(&*self.file) };
             self.held = Held::Mapped(map.map_err(failed)?);
         } else {
