@@ -565,9 +565,7 @@ impl Reader {
         let head = 1 + int_size;
         let mut pos = self.pos;
         while self.start + (pos as u64) < until && held.len() - pos >= head {
-            let len = archive::read_int(&held[pos..pos + head]);
-            let at = self.start + pos as u64;
-            let len = usize::try_from(len).map_err(|_| layout(format!("a piece of length {len} at byte {at}")))?;
+            let len = piece_size(archive::read_int(&held[pos..pos + head]), self.start + pos as u64)?;
             if len == 0 || held.len() - pos - head < len {
                 break;
             }
@@ -584,9 +582,13 @@ impl Reader {
     /// The length of the next piece of a data block; 0 ends the block.
     async fn piece_len(&mut self, int_size: usize) -> Result<usize, EngineError> {
         let at = self.at();
-        let len = self.int(int_size).await?;
-        usize::try_from(len).map_err(|_| layout(format!("a piece of length {len} at byte {at}")))
+        piece_size(self.int(int_size).await?, at)
     }
+}
+
+/// A piece's length as the archive gives it (at byte `at`), checked.
+fn piece_size(len: i64, at: u64) -> Result<usize, EngineError> {
+    usize::try_from(len).map_err(|_| layout(format!("a piece of length {len} at byte {at}")))
 }
 
 /// Walks the data blocks behind the proven mark and cuts them into [`Unit`]s of about

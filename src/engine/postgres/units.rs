@@ -117,8 +117,8 @@ impl UnitQueue {
         }
     }
 
-    /// See [`Taker::next`].
-    async fn next(&self, taker: &mut Taker) -> Option<Result<Unit, EngineError>> {
+    /// See [`Taker::next`]; `table` is the taker's.
+    async fn next(&self, table: &mut Option<i64>) -> Option<Result<Unit, EngineError>> {
         loop {
             // Registered before looking, so that a push between the look and the wait is not missed.
             let changed = self.changed.notified();
@@ -130,11 +130,11 @@ impl UnitQueue {
                     });
                     return Some(Err(error));
                 }
-                state.release(taker.table.take());
+                state.release(table.take());
                 if let Some(at) = self.choose(&state) {
                     let unit = state.pending.remove(at).expect("chosen from pending");
                     *state.loading.entry(unit.dump_id).or_default() += 1;
-                    taker.table = Some(unit.dump_id);
+                    *table = Some(unit.dump_id);
                     return Some(Ok(unit));
                 }
                 if matches!(state.scan, Scan::Ended) {
@@ -192,8 +192,7 @@ impl Taker {
     /// has reached the archive's end. Waits while the scan is still running and has nothing new.
     /// This connection is done with its previous unit.
     pub async fn next(&mut self) -> Option<Result<Unit, EngineError>> {
-        let queue = self.queue.clone();
-        queue.next(self).await
+        self.queue.next(&mut self.table).await
     }
 }
 
