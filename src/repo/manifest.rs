@@ -134,12 +134,10 @@ impl Manifest {
             )));
         }
         let m: Manifest = serde_json::from_str(body.get()).map_err(|e| corrupt(e.to_string()))?;
-        if object_path(&m.source, &m.id)
-            != object
-                .rsplit_once("snapshots/")
-                .map(|(_, p)| format!("snapshots/{p}"))
-                .unwrap_or_default()
-        {
+        // `object` may carry the store's prefix; the manifest's own path must end it whole. (Not a
+        // split at the last "snapshots/": a source may be named `order-snapshots`.)
+        let expected = object_path(&m.source, &m.id);
+        if !(object == expected || object.ends_with(&format!("/{expected}"))) {
             return Err(corrupt(format!(
                 "manifest says it is {}/{}, but it is stored elsewhere",
                 m.source, m.id
@@ -208,5 +206,21 @@ mod tests {
         ));
         // A manifest copied under another name is refused too.
         assert!(Manifest::from_bytes("snapshots/orders/other.json", &bytes).is_err());
+        assert!(Manifest::from_bytes(&format!("x{path}"), &bytes).is_err());
+        assert!(Manifest::from_bytes(&format!("prefix/{path}"), &bytes).is_ok());
+    }
+
+    #[test]
+    fn a_source_named_like_the_snapshots_directory_is_found_where_it_is_stored() {
+        for source in ["snapshots", "order-snapshots", "db_snapshots"] {
+            let m = Manifest {
+                source: source.into(),
+                ..sample()
+            };
+            let path = object_path(&m.source, &m.id);
+            let bytes = m.to_bytes();
+            assert_eq!(Manifest::from_bytes(&path, &bytes).unwrap(), m, "{path}");
+            assert_eq!(Manifest::from_bytes(&format!("lifeboat/{path}"), &bytes).unwrap(), m);
+        }
     }
 }
