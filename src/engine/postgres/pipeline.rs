@@ -687,10 +687,12 @@ async fn load(
 ) -> Result<HashMap<i64, u64>, EngineError> {
     let mut conn = pg.connect().await?;
     // What `pg_restore` sets for itself, and no timeout may end a transaction held open while
-    // the rest of the archive arrives.
+    // the rest of the archive arrives: `transaction_timeout` too, where the server has it (17 on).
     sqlx::raw_sql(
         "set client_encoding = 'UTF8'; select pg_catalog.set_config('search_path', '', false); \
          set statement_timeout = 0; set lock_timeout = 0; set idle_in_transaction_session_timeout = 0; \
+         select pg_catalog.set_config('transaction_timeout', '0', false) \
+           where pg_catalog.current_setting('transaction_timeout', true) is not null; \
          set row_security = off; begin",
     )
     .execute(&mut conn)
