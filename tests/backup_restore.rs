@@ -384,6 +384,75 @@ async fn damage_in_the_last_chunk_rolls_back_all_data_of_a_parallel_restore() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_restore_stopped_by_ctrl_c_marks_its_target_and_leaves_nothing_running() {
+    let (source, ws) = setup(4).await;
+    let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    source.create_database("stopped").await.unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("--config")
+        .arg(ws.config_path())
+        .args([
+            "-q",
+            "restore",
+            &id,
+            "--into-dsn",
+            &source.dsn("stopped"),
+            "--jobs",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped once the schema is there: the target is touched, its data still loading.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while user_relations(&source, "stopped").await == 0 {
+        assert!(Instant::now() < deadline, "the restore created no schema");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", all_output(&o));
+    assert!(
+        all_output(&o).contains("stopped by SIGINT") && all_output(&o).contains("marked INCOMPLETE"),
+        "the error must say what stopped the restore and what it left: {}",
+        all_output(&o)
+    );
+    let comment = source
+        .psql(
+            "stopped",
+            "select shobj_description(oid, 'pg_database') from pg_database where datname = current_database()",
+        )
+        .await
+        .unwrap();
+    assert!(comment.contains("INCOMPLETE"), "the target must be marked: {comment:?}");
+    // Neither `pg_restore` nor a loading connection outlives the restore (the check's own
+    // connection is the one left).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let others = source
+            .psql(
+                "stopped",
+                "select count(*) from pg_stat_activity where datname = 'stopped' and pid <> pg_backend_pid()",
+            )
+            .await
+            .unwrap();
+        if others.trim() == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{others} sessions still at work on the stopped target"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_flipped_byte_a_deleted_chunk_and_a_truncated_manifest_are_named() {
     let (_source, ws) = setup(1).await;
     let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();

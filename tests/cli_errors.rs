@@ -610,6 +610,26 @@ async fn restore_refuses_the_source_itself() {
     pg.stop().await.unwrap();
 }
 
+#[test]
+fn a_target_dsn_that_is_not_a_url_is_refused_without_repeating_it() {
+    let ws = Workspace::new();
+    ws.write_simple_config("postgres://lifeboat@127.0.0.1:5432/rental", "");
+    let secret = "Sekret-pw9x";
+    let o = ws.run(
+        &[
+            "restore",
+            "20261124T000000Z-00000001",
+            "--into-dsn",
+            &format!("postgres://u:{secret}@db.internal:54x2/orders"),
+        ],
+        &[],
+    );
+    assert_exit(&o, USAGE, "restore into a DSN with a bad port");
+    assert_stderr_has(&o, &["--into-dsn is not a valid URL", "invalid port"]);
+    assert_fix(&o);
+    assert_secret_absent(&ws, &o, secret);
+}
+
 // ---------------------------------------------------------------------------------------------
 // 11. check-config
 

@@ -81,6 +81,7 @@ impl From<OpsError> for CliError {
             e @ OpsError::Refused { .. } => CliError::new(Exit::Refused, e.to_string()),
             e @ OpsError::Mismatch { .. } => CliError::new(Exit::Damage, e.to_string()),
             e @ OpsError::Io { .. } => CliError::new(Exit::Failed, e.to_string()),
+            e @ OpsError::Interrupted { .. } => CliError::new(Exit::Failed, e.to_string()),
         }
     }
 }

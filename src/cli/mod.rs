@@ -132,9 +132,10 @@ leaves the target empty."
     Restore {
         /// Snapshot id or unique prefix.
         snapshot: String,
-        /// Target database (must exist and be empty).
-        #[arg(long)]
-        into_dsn: url::Url,
+        /// Target database (must exist and be empty), as postgres://USER@HOST:PORT/DATABASE.
+        // A string, not a `url::Url`: clap would echo a value it cannot parse, password and all.
+        #[arg(long, value_name = "DSN")]
+        into_dsn: String,
         /// Environment variable holding the target's password.
         #[arg(long)]
         password_env: Option<String>,

@@ -470,11 +470,22 @@ pub async fn verify(
     Ok(Exit::Ok)
 }
 
+/// SIGINT or SIGTERM asks the restore to stop and mark its target (see `ops::interrupt`) instead
+/// of killing this process with `pg_restore` still running in its own process group; a second one
+/// quits at once.
+async fn stop_on_signal() {
+    let why = super::drill_cmds::shutdown_signal().await;
+    crate::ops::interrupt::request(why);
+    eprintln!("{why}: stopping the restore and marking its target; send it again to quit at once");
+    super::drill_cmds::shutdown_signal().await;
+    std::process::exit(Exit::Failed as i32);
+}
+
 #[allow(clippy::too_many_arguments)]
 pub async fn restore(
     ctx: &Context,
     snapshot: &str,
-    into_dsn: url::Url,
+    into_dsn: String,
     password_env: Option<String>,
     jobs: u32,
     no_owner: bool,
@@ -482,6 +493,13 @@ pub async fn restore(
     repository: Option<String>,
     out: &Output,
 ) -> Result<Exit, CliError> {
+    // The value is never repeated in these messages: it may hold a password.
+    let into_dsn = url::Url::parse(&into_dsn).map_err(|e| {
+        CliError::usage(format!(
+            "--into-dsn is not a valid URL ({e}); fix: write it as postgres://USER@HOST:PORT/DATABASE \
+             and pass the password with --password-env VAR"
+        ))
+    })?;
     if into_dsn.password().is_some() {
         return Err(CliError::usage(
             "the target DSN contains a password; fix: remove it and pass --password-env VAR instead",
@@ -504,7 +522,9 @@ pub async fn restore(
     let plane = ControlPlane::new(ctx, catalog.as_ref());
     let started_at = jiff::Timestamp::now();
     let meter = Meter::new(out.progress, "restore", None);
+    let signals = tokio::spawn(stop_on_signal());
     let result = plane.restore(&p, &spec, &meter).await;
+    signals.abort();
     meter.finish();
     let done = match result {
         Ok(Outcome::Pending(a)) => {

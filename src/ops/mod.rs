@@ -3,6 +3,7 @@
 
 mod backup;
 mod copy;
+pub mod interrupt;
 mod prune;
 mod rebuild;
 mod restore;
@@ -38,4 +39,7 @@ pub enum OpsError {
     Mismatch { snapshot: String, detail: String },
     #[error("local I/O failed on {path}: {detail}; fix: check free space and permissions there, or pass --work-dir")]
     Io { path: String, detail: String },
+    /// Stopped on request (see [`interrupt`]); `detail` says what the target was left holding.
+    #[error("the restore was stopped by {why}: {detail}")]
+    Interrupted { why: &'static str, detail: String },
 }

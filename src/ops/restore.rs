@@ -109,14 +109,26 @@ async fn restore_while_fetching(
         (Err(e), _) => e,
         (Ok(()), Err(e)) => e.into(),
     };
-    // Declining leaves the target untouched; anything else may have left the schema behind.
-    if !req.target.target_state().await.is_ok_and(|s| s.is_empty()) {
-        tracing::warn!(
-            "the target now holds the snapshot's schema without its data, marked INCOMPLETE: drop and recreate it before restoring again"
-        );
-        let _ = req.target.mark_incomplete(note).await;
-    }
+    // Declining leaves the target untouched; anything else may have left part of the snapshot.
+    tracing::warn!("{}", leave_marked(req, note).await);
     Err(failure)
+}
+
+/// Marks the target of a restore that failed or was stopped, unless it is still empty, and says
+/// what it left, in words fit for the operator.
+async fn leave_marked(req: &RestoreRequest<'_>, note: &str) -> String {
+    if !req.options.replace && req.target.target_state().await.is_ok_and(|s| s.is_empty()) {
+        return "the target database was left empty".into();
+    }
+    match req.target.mark_incomplete(note).await {
+        Ok(()) => "the target database holds part of the snapshot and is marked INCOMPLETE (its comment): \
+                   drop and recreate it before restoring again"
+            .into(),
+        Err(e) => format!(
+            "the target database holds part of the snapshot and could NOT be marked INCOMPLETE ({e}): \
+             drop and recreate it before anyone uses it"
+        ),
+    }
 }
 
 /// Whether `counted` names every table of `expected`.
@@ -156,7 +168,10 @@ pub struct RestoreReport {
 /// it streams into a single transaction, so a damaged chunk found midway rolls back to an empty
 /// database. Either way a shared repository lock names the snapshot while it is read from the
 /// repository (see [`lock_snapshot`]); an archive staged beforehand needs none.
-pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result<RestoreReport, OpsError> {
+///
+/// A stop [`requested`](super::interrupt::requested) while it runs ends it with
+/// [`OpsError::Interrupted`], the target marked as for a failure.
+pub async fn restore(mut req: RestoreRequest<'_>, progress: &dyn Progress) -> Result<RestoreReport, OpsError> {
     let clock = Instant::now();
     let m = req.manifest;
     let state = req.target.target_state().await?;
@@ -187,15 +202,36 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     }
 
     let note = format!("lifeboat: INCOMPLETE restore of snapshot {} - do not use", m.id);
+    let database = state.identity.database;
+    tokio::select! {
+        done = restore_checked(&mut req, progress, &note, clock, &database) => done,
+        why = super::interrupt::requested() => {
+            // The work is dropped by now: `pg_restore`'s process group is killed and the loading
+            // connections are closed, so what they had not committed rolls back.
+            let left = leave_marked(&req, &note).await;
+            Err(OpsError::Interrupted { why, detail: left })
+        }
+    }
+}
+
+/// The part of [`restore`] that touches the target, once it may.
+async fn restore_checked(
+    req: &mut RestoreRequest<'_>,
+    progress: &dyn Progress,
+    note: &str,
+    clock: Instant,
+    database: &str,
+) -> Result<RestoreReport, OpsError> {
+    let m = req.manifest;
     // Rows per table as the server counted them while loading, where the engine loaded the data
     // itself; otherwise they are counted afterwards.
     let mut loaded = None;
     let (fetch_seconds, staged_in, restore_clock) = if req.options.jobs > 1 {
         let mut restore_clock = Instant::now();
-        let staged = match req.staged {
+        let staged = match req.staged.take() {
             Some(s) => s,
             None => {
-                let (staged, rows) = restore_while_fetching(&req, progress, &note).await?;
+                let (staged, rows) = restore_while_fetching(req, progress, note).await?;
                 loaded = rows;
                 staged
             }
@@ -207,7 +243,7 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
                 .start_restore(&m.stream.format, RestoreInput::File(staged.path()), &req.options)
                 .await?;
             if let Err(e) = running.handle.finish().await {
-                let _ = req.target.mark_incomplete(&note).await;
+                tracing::warn!("{}", leave_marked(req, note).await);
                 return Err(e.into());
             }
         }
@@ -258,7 +294,9 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     }
     actual.sort();
     if expected != actual {
-        let _ = req.target.mark_incomplete(&note).await;
+        if let Err(e) = req.target.mark_incomplete(note).await {
+            tracing::warn!("the target database could NOT be marked INCOMPLETE ({e}): drop it before anyone uses it");
+        }
         let diff: Vec<String> = expected
             .iter()
             .filter(|t| !actual.contains(t))
@@ -272,7 +310,7 @@ pub async fn restore(req: RestoreRequest<'_>, progress: &dyn Progress) -> Result
     }
     Ok(RestoreReport {
         snapshot: m.id.clone(),
-        database: state.identity.database,
+        database: database.to_string(),
         bytes: m.stream.size,
         tables: actual.len(),
         rows: now.total_rows(),
