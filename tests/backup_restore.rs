@@ -453,6 +453,36 @@ async fn a_restore_stopped_by_ctrl_c_marks_its_target_and_leaves_nothing_running
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_single_job_restore_that_pg_restore_refuses_says_why_and_leaves_the_target_empty() {
+    let (source, ws) = setup(1).await;
+    source
+        .psql(
+            "rental",
+            "create role rental_owner; alter table customers owner to rental_owner;",
+        )
+        .await
+        .unwrap();
+    let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();
+    // Another cluster, without that role: pg_restore stops at the table's ALTER ... OWNER, early
+    // in the stream, while lifeboat still has most of it to write.
+    let target = cluster().await;
+    target.create_database("roleless").await.unwrap();
+    let dsn = target.dsn("roleless");
+    let o = ws.run(&["-q", "restore", &id, "--into-dsn", &dsn, "--jobs", "1"], &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", all_output(&o));
+    assert!(
+        all_output(&o).contains("role \"rental_owner\" does not exist"),
+        "the error must be pg_restore's own, not the broken pipe: {}",
+        all_output(&o)
+    );
+    assert_eq!(
+        user_relations(&target, "roleless").await,
+        0,
+        "one transaction, rolled back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_flipped_byte_a_deleted_chunk_and_a_truncated_manifest_are_named() {
     let (_source, ws) = setup(1).await;
     let id = backup(&ws)["snapshot"].as_str().unwrap().to_string();

@@ -268,6 +268,12 @@ async fn restore_checked(
         unlock(lock).await;
         drop(stdin);
         if let Err(e) = fed {
+            if matches!(e, RepoError::Sink { .. }) {
+                // The tool stopped reading: its own error says why (a role the target lacks, say),
+                // the broken pipe does not. Its single transaction is rolled back either way.
+                running.handle.finish().await?;
+                return Err(e.into());
+            }
             // Killing pg_restore before it commits rolls its single transaction back.
             running.handle.abort().await;
             return Err(e.into());
