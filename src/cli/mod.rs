@@ -27,19 +27,20 @@ Exit codes:
   1  the operation failed (database or storage unreachable, tool failed, ...);
      for `fate`: a critical shared-fate finding
   2  bad usage or bad configuration (nothing was done)
-  3  refused by a safety rule (nothing was written), e.g. the repository is locked by a prune or a backup;
-     or it needs approval: a request was created (its id is printed) and nothing was done yet
+  3  refused by a safety rule (nothing was written), e.g. the repository is locked by a
+     prune or a backup; or it needs approval: a request was created (its id is printed)
+     and nothing was done yet
   4  damage found: missing or corrupt backup objects, or restored data that does not match;
      for `drill run`: the drill's verdict is `fail`
   5  `drill run`: every check passed but RTO or RPO exceeded the SLA (`sla-breach`)
-  6  not allowed: LIFEBOAT_TOKEN is invalid, expired or revoked, or lacks the operation, environment or
-     source (nothing was done)
+  6  not allowed: LIFEBOAT_TOKEN is invalid, expired or revoked, or lacks the operation,
+     environment or source (nothing was done)
 
 Environment:
   LIFEBOAT_CONFIG  config file (default config/lifeboat.yaml)
   LIFEBOAT_LOG     log filter, e.g. info or lifeboat=debug (logs go to stderr)
-  LIFEBOAT_TOKEN   act as this API token's holder (default: the local operator, `local:USER`, who may do
-                   and request anything but approve nothing)";
+  LIFEBOAT_TOKEN   act as this API token's holder (default: the local operator,
+                   `local:USER`, who may do and request anything but approve nothing)";
 
 /// Lifeboat backs databases up to storage that does not share their fate, proves the backups restore,
 /// and restores them when it matters.
@@ -98,6 +99,7 @@ again. The snapshot exists only once its manifest is written, after every chunk 
     },
     /// List snapshots (from the catalog; `catalog rebuild` refreshes it from the repositories).
     Snapshots {
+        /// Only this source's snapshots.
         #[arg(long)]
         source: Option<String>,
         /// Read the repositories instead of the catalog.
@@ -243,6 +245,7 @@ requested. Requests expire after control.approval_ttl (default 24h)."
     },
     /// Deny a request: it will never run.
     Deny {
+        /// The request's id (`apr_...`).
         id: String,
         /// Why, for the requester and the audit log.
         #[arg(long)]
@@ -256,13 +259,22 @@ requested. Requests expire after control.approval_ttl (default 24h)."
         #[arg(long)]
         repository: Option<String>,
     },
-    /// Ask for a drill, a job or an alert route to be switched off: creates an approval request.
+    /// Ask for a drill, a job, an alert route or a repository to be switched off: creates an
+    /// approval request.
     #[command(
-        after_help = "Targets: drill:NAME, job:KIND:TARGET (e.g. job:backup:orders, job:verify:orders), route:NAME."
+        after_help = "Targets: drill:NAME, job:KIND:TARGET (e.g. job:backup:orders, job:verify:orders), \
+route:NAME, repository:NAME (its backups, drills and copies stop; restoring from it still works)."
     )]
-    Disable { target: String },
-    /// Switch a disabled drill, job or alert route back on (no approval needed).
-    Enable { target: String },
+    Disable {
+        /// What to switch off, e.g. drill:orders-nightly (see below).
+        target: String,
+    },
+    /// Switch a disabled drill, job, alert route or repository back on (no approval needed;
+    /// repository:NAME needs admin).
+    Enable {
+        /// What to switch back on: drill:NAME, job:KIND:TARGET, route:NAME or repository:NAME.
+        target: String,
+    },
     /// The audit log: who did what, when, what was decided and how it ended.
     #[command(after_help = "Examples:\n  lifeboat audit --limit 50\n  lifeboat audit verify\n\n\
 Every API call and CLI action is appended to a hash chain in the catalog and copied into each repository under \
@@ -274,6 +286,7 @@ entry is named, with exit 4.")]
         /// Entries after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: i64,
+        /// At most this many entries.
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -303,6 +316,7 @@ catalog and, as evidence, in the repository."
     History {
         /// Drill name.
         name: String,
+        /// At most this many runs, newest first.
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
