@@ -1,12 +1,13 @@
 //! Typed alerting config: sinks, routes, reminder and retry policy. Plain structs: the config
-//! layer fills them from YAML (with secrets already resolved) and calls [`AlertsConfig::validate`].
+//! layer fills them from YAML (with secrets already resolved) and calls [`AlertsConfig::validate`];
+//! [`AlertsConfig::from_spec`] builds them from the config file's `alerts:` section.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::config::Secret;
+use crate::config::{AlertsConfigSpec, ConfigError, RouteSpec, Secret, SecretRef, SeverityFloor, SinkSpec};
 
 use super::event::Severity;
 
@@ -267,6 +268,81 @@ impl AlertsConfig {
             );
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+}
+
+impl AlertsConfig {
+    /// What the config file's `alerts:` section describes, every secret resolved: the alerting
+    /// config the daemon starts with (default retry policy). `Err` names the first secret that
+    /// does not resolve (the variable or file, never a value). Reads secrets, nothing else.
+    pub fn from_spec(spec: &AlertsConfigSpec) -> Result<AlertsConfig, ConfigError> {
+        let mut sinks = BTreeMap::new();
+        for (name, sink) in &spec.sinks {
+            sinks.insert(name.clone(), SinkConfig::from_spec(sink)?);
+        }
+        Ok(AlertsConfig {
+            sinks,
+            routes: spec
+                .routes
+                .iter()
+                .map(|(name, route)| (name.clone(), RouteConfig::from_spec(route)))
+                .collect(),
+            reminder: spec.reminder,
+            retry: RetryPolicy::default(),
+        })
+    }
+}
+
+impl SinkConfig {
+    /// One sink of the config file, its secrets resolved (see [`AlertsConfig::from_spec`]).
+    pub fn from_spec(spec: &SinkSpec) -> Result<SinkConfig, ConfigError> {
+        Ok(match spec {
+            SinkSpec::Webhook { url } => SinkConfig::Webhook(WebhookSink { url: url.resolve()? }),
+            SinkSpec::Slack { url } => SinkConfig::Slack(SlackSink {
+                webhook_url: url.resolve()?,
+            }),
+            SinkSpec::PagerDuty { routing_key, endpoint } => SinkConfig::PagerDuty(PagerDutySink {
+                routing_key: routing_key.resolve()?,
+                endpoint: endpoint
+                    .as_ref()
+                    .map_or(PAGERDUTY_EVENTS_URL.to_owned(), ToString::to_string),
+            }),
+            SinkSpec::Email {
+                server,
+                tls,
+                username,
+                password,
+                from,
+                to,
+            } => SinkConfig::Email(EmailSink {
+                host: server.host_str().unwrap_or_default().to_owned(),
+                port: server.port(),
+                tls: match tls {
+                    crate::config::SmtpTls::StartTls => SmtpTls::Starttls,
+                    crate::config::SmtpTls::Tls => SmtpTls::Tls,
+                    crate::config::SmtpTls::None => SmtpTls::Plain,
+                },
+                username: username.clone(),
+                password: password.as_ref().map(SecretRef::resolve).transpose()?,
+                from: from.clone(),
+                to: to.clone(),
+            }),
+        })
+    }
+}
+
+impl RouteConfig {
+    /// One route of the config file.
+    pub fn from_spec(spec: &RouteSpec) -> RouteConfig {
+        RouteConfig {
+            sinks: spec.sinks.clone(),
+            min_severity: match spec.min_severity {
+                SeverityFloor::Info => Severity::Info,
+                SeverityFloor::Warning => Severity::Warning,
+                SeverityFloor::Critical => Severity::Critical,
+            },
+            sources: spec.sources.clone(),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::watch as channel;
 
-use crate::alert::{Alerter, AlertsConfig, RetryPolicy};
+use crate::alert::{Alerter, AlertsConfig};
 use crate::catalog::{Catalog, SnapshotFilter};
 use crate::cli::context::Context;
 use crate::cli::{CliError, Exit};
@@ -257,72 +257,6 @@ async fn seed_metrics(shared: &Shared) {
 /// The config's `alerts:` with every secret read: a sink whose secret is missing fails the start,
 /// not the first page at 3 a.m.
 fn alerts_config(config: &crate::config::Config) -> Result<AlertsConfig, CliError> {
-    use crate::alert::{
-        EmailSink, PAGERDUTY_EVENTS_URL, PagerDutySink, RouteConfig, Severity, SinkConfig, SlackSink, SmtpTls,
-        WebhookSink,
-    };
-    use crate::config::{SeverityFloor, SinkSpec};
-
-    let secret = |r: &crate::config::SecretRef| r.resolve().map_err(CliError::from);
-    let spec = &config.alerts;
-    let mut sinks = BTreeMap::new();
-    for (name, s) in &spec.sinks {
-        let sink = match s {
-            SinkSpec::Webhook { url } => SinkConfig::Webhook(WebhookSink { url: secret(url)? }),
-            SinkSpec::Slack { url } => SinkConfig::Slack(SlackSink {
-                webhook_url: secret(url)?,
-            }),
-            SinkSpec::PagerDuty { routing_key, endpoint } => SinkConfig::PagerDuty(PagerDutySink {
-                routing_key: secret(routing_key)?,
-                endpoint: endpoint
-                    .as_ref()
-                    .map_or(PAGERDUTY_EVENTS_URL.to_string(), |u| u.to_string()),
-            }),
-            SinkSpec::Email {
-                server,
-                tls,
-                username,
-                password,
-                from,
-                to,
-            } => SinkConfig::Email(EmailSink {
-                host: server.host_str().unwrap_or_default().to_string(),
-                port: server.port(),
-                tls: match tls {
-                    crate::config::SmtpTls::StartTls => SmtpTls::Starttls,
-                    crate::config::SmtpTls::Tls => SmtpTls::Tls,
-                    crate::config::SmtpTls::None => SmtpTls::Plain,
-                },
-                username: username.clone(),
-                password: password.as_ref().map(secret).transpose()?,
-                from: from.clone(),
-                to: to.clone(),
-            }),
-        };
-        sinks.insert(name.clone(), sink);
-    }
-    let routes = spec
-        .routes
-        .iter()
-        .map(|(name, r)| {
-            (
-                name.clone(),
-                RouteConfig {
-                    sinks: r.sinks.clone(),
-                    min_severity: match r.min_severity {
-                        SeverityFloor::Info => Severity::Info,
-                        SeverityFloor::Warning => Severity::Warning,
-                        SeverityFloor::Critical => Severity::Critical,
-                    },
-                    sources: r.sources.clone(),
-                },
-            )
-        })
-        .collect();
-    Ok(AlertsConfig {
-        sinks,
-        routes,
-        reminder: spec.reminder,
-        retry: RetryPolicy::default(),
-    })
+    // The same conversion `check-config` validates with.
+    AlertsConfig::from_spec(&config.alerts).map_err(CliError::from)
 }

@@ -35,6 +35,8 @@ pub(super) struct Validated {
     /// In file order.
     problems: Vec<Problem>,
     checks: Vec<Check>,
+    /// Where the keys of `alerts:` are, for the problems found once its secrets are resolved.
+    alert_places: BTreeMap<String, Position>,
 }
 
 /// Parses and validates; `Err` only for a file that does not parse (syntax and type errors
@@ -68,6 +70,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Validated, ConfigErr
         config: config.filter(|_| problems.is_empty()),
         problems,
         checks: v.checks,
+        alert_places: v.alert_places,
     })
 }
 
@@ -83,11 +86,15 @@ impl Validated {
         }
     }
 
-    /// Also runs every recorded check, valid config or not. `Ok` only when there is no
+    /// Also runs every recorded check, valid config or not, and on a valid config the checks
+    /// the daemon makes of `alerts:` once its secrets are resolved. `Ok` only when there is no
     /// problem at all; otherwise every problem, in file order, each once.
     pub(super) fn into_checked(self) -> Result<Config, Vec<Problem>> {
         let mut problems = self.problems;
         problems.extend(check::run(&self.file, &self.checks));
+        if let Some(config) = &self.config {
+            problems.extend(service::alert_problems(&self.file, &config.alerts, &self.alert_places));
+        }
         sort_problems(&mut problems);
         let mut unique: Vec<Problem> = Vec::with_capacity(problems.len());
         for p in problems {
@@ -126,6 +133,8 @@ pub(crate) struct Validator<'a> {
     pub(crate) problems: Vec<Problem>,
     /// Every secret reference and checked path read so far, valid config or not.
     checks: Vec<Check>,
+    /// Where the keys of `alerts:` are, by their path inside it (`sinks.NAME.tls`).
+    alert_places: BTreeMap<String, Position>,
 }
 
 impl<'a> Validator<'a> {
@@ -141,6 +150,7 @@ impl<'a> Validator<'a> {
             base,
             problems: Vec::new(),
             checks: Vec::new(),
+            alert_places: BTreeMap::new(),
         }
     }
 

@@ -1,14 +1,17 @@
 //! Validation of what only the daemon reads: `daemon:`, a source's `schedule:`, `retention:` and
 //! `pings:`, and `alerts:`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use chrono_tz::Tz;
 
 use super::{Validator, in_file_order, pos};
+use crate::alert::{AlertsConfig, RetryPolicy, SinkConfig};
 use crate::config::check::Target;
-use crate::config::error::{backticked, did_you_mean};
+use crate::config::error::{Position, Problem, backticked, did_you_mean};
 use crate::config::raw::{
     RawAlerts, RawDaemon, RawPings, RawRetention, RawRoute, RawSchedules, RawSecretUrl, RawSink, S,
 };
@@ -207,6 +210,7 @@ impl Validator<'_> {
     }
 
     pub(super) fn alerts(&mut self, raw: &S<RawAlerts>, source_names: &[&str]) -> Option<AlertsConfigSpec> {
+        self.alert_places(raw);
         let r = &raw.value;
         let mut spec = AlertsConfigSpec::default();
         let mut ok = true;
@@ -255,6 +259,47 @@ impl Validator<'_> {
             ok = false;
         }
         ok.then_some(spec)
+    }
+
+    /// Records where the keys of `alerts:` are, named as [`AlertsConfig::validate`] names them
+    /// (`sinks.NAME.webhook_url`, `routes.NAME.sinks`), for [`alert_problems`].
+    fn alert_places(&mut self, raw: &S<RawAlerts>) {
+        let mut places = BTreeMap::new();
+        let mut place = |key: String, at: Option<Position>| {
+            if let Some(at) = at {
+                places.insert(key, at);
+            }
+        };
+        let either = |a: &Option<S<String>>, b: &Option<S<String>>| a.as_ref().or(b.as_ref()).and_then(pos);
+        let r = &raw.value;
+        place(String::new(), pos(raw));
+        place("reminder".into(), r.reminder.as_ref().and_then(pos));
+        for (key, sink) in r.sinks.iter().flat_map(|m| m.value.iter()) {
+            let s = &sink.value;
+            let at = |field: &str| format!("sinks.{}.{field}", key.value);
+            place(format!("sinks.{}", key.value), pos(sink));
+            let url = either(&s.url_env, &s.url_file);
+            place(at("url"), url);
+            place(at("webhook_url"), url);
+            place(at("routing_key"), either(&s.routing_key_env, &s.routing_key_file));
+            place(at("endpoint"), s.endpoint.as_ref().and_then(pos));
+            place(at("host"), s.server.as_ref().and_then(pos));
+            place(at("tls"), s.tls.as_ref().and_then(pos));
+            place(at("from"), s.from.as_ref().and_then(pos));
+            place(at("to"), s.to.as_ref().and_then(pos));
+            // A username without a password (or the reverse) is shown where the one given is.
+            let password = either(&s.password_env, &s.password_file);
+            let username = s.username.as_ref().and_then(pos);
+            place(at("username"), username.or(password));
+            place(at("password"), password.or(username));
+        }
+        for (key, route) in r.routes.iter().flat_map(|m| m.value.iter()) {
+            let at = |field: &str| format!("routes.{}.{field}", key.value);
+            place(format!("routes.{}", key.value), pos(route));
+            place(at("sinks"), route.value.sinks.as_ref().and_then(pos));
+            place(at("sources"), route.value.sources.as_ref().and_then(pos));
+        }
+        self.alert_places = places;
     }
 
     fn sink(&mut self, name: &str, raw: &S<RawSink>) -> Option<SinkSpec> {
@@ -521,5 +566,61 @@ impl Validator<'_> {
             min_severity,
             sources,
         })
+    }
+}
+
+/// What the daemon's check of its alerting config ([`AlertsConfig::validate`], run when the
+/// daemon starts) finds in a valid `alerts:` section once its secrets are resolved, located
+/// with `places` (see `Validator::alert_places`). A secret that does not resolve is reported
+/// by its own check; the sinks whose secrets do resolve are still checked, and the routes once
+/// every sink resolves. Secret values are never shown: only where they come from.
+pub(super) fn alert_problems(
+    file: &Path,
+    spec: &AlertsConfigSpec,
+    places: &BTreeMap<String, Position>,
+) -> Vec<Problem> {
+    let alerts = AlertsConfig::from_spec(spec).unwrap_or_else(|_| AlertsConfig {
+        sinks: spec
+            .sinks
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), SinkConfig::from_spec(s).ok()?)))
+            .collect(),
+        routes: BTreeMap::new(),
+        reminder: spec.reminder,
+        retry: RetryPolicy::default(),
+    });
+    let Err(found) = alerts.validate() else {
+        return Vec::new();
+    };
+    found
+        .into_iter()
+        .map(|p| {
+            // The closest key written in the file: the field, else its sink or route, else `alerts:`.
+            let mut key = p.at.as_str();
+            let at = loop {
+                if let Some(at) = places.get(key) {
+                    break Some(*at);
+                }
+                match key.rfind('.') {
+                    Some(dot) => key = &key[..dot],
+                    None if !key.is_empty() => key = "",
+                    None => break None,
+                }
+            };
+            let from = secret_source(spec, &p.at).map_or(String::new(), |s| {
+                format!(" (the value of {} is not shown)", s.describe())
+            });
+            Problem::new(file, at, format!("`alerts.{}`: {}{from}", p.at, p.message), p.fix)
+        })
+        .collect()
+}
+
+/// The secret that the field at `at` (`sinks.NAME.FIELD`) holds, if it holds one.
+fn secret_source<'a>(spec: &'a AlertsConfigSpec, at: &str) -> Option<&'a SecretRef> {
+    let (name, field) = at.strip_prefix("sinks.")?.rsplit_once('.')?;
+    match (spec.sinks.get(name)?, field) {
+        (SinkSpec::Webhook { url }, "url") | (SinkSpec::Slack { url }, "webhook_url") => Some(url),
+        (SinkSpec::PagerDuty { routing_key, .. }, "routing_key") => Some(routing_key),
+        _ => None,
     }
 }
