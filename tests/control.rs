@@ -668,6 +668,26 @@ async fn an_approved_restore_over_existing_data_replaces_it_with_the_backup() {
         "untouched until approved"
     );
 
+    // A password from an environment variable would be read by the approver's process.
+    let o = ws.run(
+        &[
+            "restore",
+            &snapshot,
+            "--into-dsn",
+            &pg.dsn("occupied"),
+            "--password-env",
+            "AWS_SECRET_ACCESS_KEY",
+        ],
+        &[("AWS_SECRET_ACCESS_KEY", "requesters-own-value")],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", all_output(&o));
+    assert!(
+        all_output(&o).contains("cannot take its password from `AWS_SECRET_ACCESS_KEY`")
+            && all_output(&o).contains("fix:"),
+        "{}",
+        all_output(&o)
+    );
+
     let done = ws.approve(pending["approval"]["id"].as_str().unwrap(), &[]);
     assert!(
         done["outcome"]

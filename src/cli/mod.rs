@@ -138,8 +138,10 @@ leaves the target empty."
         // A string, not a `url::Url`: clap would echo a value it cannot parse, password and all.
         #[arg(long, value_name = "DSN")]
         into_dsn: String,
-        /// Environment variable holding the target's password.
-        #[arg(long)]
+        /// Environment variable holding the target's password. Not for a restore that needs
+        /// approval (over a non-empty database): the approver's process would read it; use the
+        /// ~/.pgpass of the account that runs it instead.
+        #[arg(long, value_name = "VAR")]
         password_env: Option<String>,
         /// Parallel restore jobs.
         #[arg(long, short = 'j', default_value_t = 2)]

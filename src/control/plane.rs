@@ -543,6 +543,21 @@ impl<'a> ControlPlane<'a> {
             _ => None,
         };
         if let Some(why) = why {
+            // An approved request runs in the process of whoever approves it last (their shell,
+            // or the daemon behind the API), which would read the variable there and send its
+            // value to a server the requester chose.
+            if let RestoreTarget::Dsn {
+                password_env: Some(var),
+                ..
+            } = &target
+            {
+                return Err(ControlError::BadRequest(format!(
+                    "{why}, so restoring over it needs approval, and an approved restore cannot take its \
+                     password from `{var}`: the approver's process would read that variable; fix: drop \
+                     --password-env and give the password to the account that will run it in its \
+                     ~/.pgpass (or PGPASSFILE), or restore into a new, empty database, which needs no approval"
+                )));
+            }
             let action = Action::RestoreOver {
                 snapshot: manifest.id.clone(),
                 repository: repo_name.clone(),
@@ -984,6 +999,18 @@ impl<'a> ControlPlane<'a> {
                 let (_, repo, manifest) = crate::cli::repo_cmds::locate(self.ctx, snapshot, Some(repository))
                     .await
                     .map_err(|e| e.message)?;
+                // Requests stored before such requests were refused (see `restore`) must not read
+                // the approver's environment either.
+                if let RestoreTarget::Dsn {
+                    password_env: Some(var),
+                    ..
+                } = target
+                {
+                    return Err(format!(
+                        "this request takes the target's password from `{var}`, which an approved restore \
+                         may not read; deny it and request it again without --password-env"
+                    ));
+                }
                 let bin_dir = self.ctx.source(source).ok().and_then(|s| s.pg_bin_dir.clone());
                 let endpoint = self.target_endpoint(target, bin_dir).map_err(|e| e.to_string())?;
                 let engine = engine::for_kind(&manifest.engine, endpoint).map_err(|e| e.to_string())?;
