@@ -770,6 +770,26 @@ async fn an_encrypted_repository_is_written_with_public_keys_and_read_with_the_i
         );
     }
 
+    // A host whose config lost the repository's `encryption:` has the address key `init` saved
+    // (so it names chunks as the repository does) but no recipient to encrypt to: it must not
+    // write them in the clear.
+    let plain = config(false).replace(
+        &format!("    encryption:\n      recipients: [\"{}\"]\n", identity.to_public()),
+        "",
+    );
+    assert!(!plain.contains("encryption"), "{plain}");
+    ws.write_config(&plain);
+    let before = chunk_files(&ws);
+    let o = ws.run(&["-q", "backup", "rental"], &[]);
+    assert!(!o.status.success(), "{}", all_output(&o));
+    assert!(
+        all_output(&o).contains("names no recipients") && all_output(&o).contains(&identity.to_public().to_string()),
+        "the refusal must say what is missing and which recipients: {}",
+        all_output(&o)
+    );
+    assert_eq!(chunk_files(&ws), before, "nothing written");
+    ws.write_config(&config(false));
+
     let target = cluster().await;
     target.create_database("restored").await.unwrap();
     let o = ws.run(&["-q", "restore", &id, "--into-dsn", &target.dsn("restored")], &[]);

@@ -196,10 +196,30 @@ impl Repository {
         self.config.encryption.is_some()
     }
 
-    fn require_address_key(&self) -> Result<()> {
-        if self.is_encrypted() && self.keys.address_key.is_none() {
+    /// What writing chunks into this repository needs: for an encrypted one, its address key and
+    /// recipients. Without recipients the chunks would be stored unencrypted under keyed names, and
+    /// dedup would keep reusing them.
+    fn require_keys_to_write(&self) -> Result<()> {
+        let Some(encryption) = &self.config.encryption else {
+            return Ok(());
+        };
+        if self.keys.address_key.is_none() {
             return Err(RepoError::AddressKeyRequired {
                 hint: format!("keys/{}.address-key", self.config.id),
+            });
+        }
+        if self.keys.recipients.is_empty() {
+            return Err(RepoError::Encryption {
+                detail: format!(
+                    "the repository at {} is encrypted, but the config names no recipients for it, so its \
+                     chunks would be written unencrypted",
+                    self.location
+                ),
+                fix: format!(
+                    "add `encryption: {{ recipients: [...] }}` to the repository in the config; it was created \
+                     for {}",
+                    encryption.recipients.join(", ")
+                ),
             });
         }
         Ok(())

@@ -56,7 +56,7 @@ impl Repository {
         opts: &WriteOptions,
         progress: Arc<dyn Progress>,
     ) -> Result<StreamSummary> {
-        self.require_address_key()?;
+        self.require_keys_to_write()?;
         let params = self.config.chunker;
         let addressing = self.addressing.clone();
         let (tx, mut rx) = mpsc::channel::<(ChunkId, Vec<u8>)>(2);
