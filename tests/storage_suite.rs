@@ -148,8 +148,18 @@ async fn stream_round_trip_and_dedup(case: Case) {
 async fn commits_are_create_only(case: Case) {
     let repo = case.init().await;
     let m = write_snapshot(&repo, "orders", data(100_000, 3)).await;
-    let err = repo.commit(&m).await.unwrap_err();
+    let path = StorePath::from(format!("snapshots/orders/{}.json", m.id).as_str());
+    let stored = case.store().get(&path).await.unwrap().bytes().await.unwrap();
+    // Another manifest under the same id is refused and replaces nothing.
+    let other = Manifest {
+        host: format!("{}-other", m.host),
+        ..m.clone()
+    };
+    let err = repo.commit(&other).await.unwrap_err();
     assert!(matches!(err, RepoError::SnapshotExists { .. }), "{err}");
+    // The same manifest again is a retried commit finding its own write: a success.
+    repo.commit(&m).await.unwrap();
+    assert_eq!(case.store().get(&path).await.unwrap().bytes().await.unwrap(), stored);
 }
 
 async fn verify_names_missing_and_corrupt_chunks(case: Case) {

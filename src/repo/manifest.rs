@@ -210,6 +210,33 @@ mod tests {
         assert!(Manifest::from_bytes(&format!("prefix/{path}"), &bytes).is_ok());
     }
 
+    #[tokio::test]
+    async fn a_commit_that_finds_its_own_manifest_succeeds_and_any_other_is_refused() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+        let repo = crate::repo::Repository::init(store.clone(), "test", &[])
+            .await
+            .unwrap()
+            .repository;
+        let m = sample();
+        let path = object_path(&m.source, &m.id);
+        // As if a first attempt landed and its answer was lost.
+        store.put(&path.as_str().into(), m.to_bytes().into()).await.unwrap();
+        assert_eq!(repo.commit(&m).await.unwrap(), path);
+        // Another manifest under the same id is never taken for it, nor replaces it.
+        let other = Manifest {
+            host: "another".into(),
+            ..sample()
+        };
+        assert!(matches!(
+            repo.commit(&other).await,
+            Err(RepoError::SnapshotExists { .. })
+        ));
+        let stored = store.get(&path.as_str().into()).await.unwrap().bytes().await.unwrap();
+        assert_eq!(stored.as_ref(), m.to_bytes().as_slice());
+    }
+
     #[test]
     fn a_source_named_like_the_snapshots_directory_is_found_where_it_is_stored() {
         for source in ["snapshots", "order-snapshots", "db_snapshots"] {

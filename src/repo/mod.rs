@@ -319,25 +319,29 @@ impl Repository {
     }
 
     /// Commits a snapshot: create-only, so an existing manifest is never replaced.
+    ///
+    /// An existing manifest with exactly these bytes is this commit's own: object stores retry a
+    /// PUT whose answer was lost (a 5xx or a dropped connection after the write landed), and the
+    /// retry then finds the object it wrote. That is a success, not a clash.
     pub async fn commit(&self, manifest: &Manifest) -> Result<String> {
         let path = manifest::object_path(&manifest.source, &manifest.id);
+        let bytes = manifest.to_bytes();
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
         };
         match self
             .store
-            .put_opts(
-                &StorePath::from(path.as_str()),
-                PutPayload::from(manifest.to_bytes()),
-                opts,
-            )
+            .put_opts(&StorePath::from(path.as_str()), PutPayload::from(bytes.clone()), opts)
             .await
         {
             Ok(_) => Ok(path),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(RepoError::SnapshotExists {
-                id: manifest.id.clone(),
-            }),
+            Err(object_store::Error::AlreadyExists { .. }) => match self.get(&path).await {
+                Ok(stored) if stored.as_ref() == bytes.as_slice() => Ok(path),
+                _ => Err(RepoError::SnapshotExists {
+                    id: manifest.id.clone(),
+                }),
+            },
             Err(e) => Err(RepoError::storage(path, e)),
         }
     }
