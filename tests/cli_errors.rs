@@ -426,6 +426,16 @@ fn unknown_key_is_named_located_and_corrected() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_is_named_by_its_kind() {
+    let ws = Workspace::new();
+    write_config_with_source(
+        &ws,
+        "    kind: postgres\n    dsn: \"postgres://lifeboat@127.0.0.1:1/x\"\n    environment: staging\n    repository: local\n    retention: { keep_last: seven }\n",
+    );
+    assert_config_error(&ws, 11, 29, &["expected a whole number (0 or more) here"]);
+}
+
+#[test]
 fn dsn_that_is_not_a_url_is_located() {
     let ws = Workspace::new();
     write_config_with_source(

@@ -41,6 +41,18 @@ pub(crate) fn yaml_problem(err: &Error, file: &Path) -> Problem {
                 ),
             )
         }
+        // A scalar of the wrong type: `keep_last: seven`, `probe: yes-please`.
+        Error::InvalidScalar { ty, .. } => {
+            let what = scalar_kind(ty);
+            (
+                format!("expected {what} here"),
+                format!("write {what} at this position"),
+            )
+        }
+        Error::InvalidBooleanStrict { .. } => (
+            "expected true or false here".to_owned(),
+            "write true or false at this position".to_owned(),
+        ),
         Error::SerdeMissingField { field, .. } => (
             format!("missing required key `{field}`"),
             format!("add `{field}: ...` here"),
@@ -67,6 +79,18 @@ pub(crate) fn yaml_problem(err: &Error, file: &Path) -> Problem {
         ),
     };
     Problem::new(file, position, message, fix)
+}
+
+/// A Rust scalar type as a config file's reader knows it.
+fn scalar_kind(ty: &str) -> String {
+    match ty {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "bool" => "true or false".to_owned(),
+        "char" => "a single character".to_owned(),
+        other => format!("a value of type {other}"),
+    }
 }
 
 /// The error under any alias/snippet wrappers.
