@@ -7,31 +7,12 @@ mod support;
 
 use std::process::Output;
 
-use support::cli::{Workspace, all_output};
+use support::cli::{Workspace, all_output, assert_exit, assert_stderr_has};
 
 const USAGE: i32 = 2;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(o: &Output, expected: i32, what: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(expected),
-        "{what}: expected exit {expected}, got {:?}; output:\n{}",
-        o.status.code(),
-        all_output(o)
-    );
-}
-
-#[track_caller]
-fn assert_stderr_has(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    for n in needles {
-        assert!(err.contains(n), "stderr should contain {n:?}; stderr:\n{err}");
-    }
 }
 
 /// Lines 1–10: state, one file repository, one source `rental`; then `rest` (from line 11),

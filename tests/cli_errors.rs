@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Output;
 
 use lifeboat::scratch::{EphemeralOptions, EphemeralPostgres};
-use support::cli::{Workspace, all_output};
+use support::cli::{Workspace, all_output, assert_exit, assert_stderr_has};
 
 const RIGHT_PW: &str = "right-Pa55word";
 const WRONG_PW: &str = "wrong-S3cret-zz91";
@@ -37,26 +37,6 @@ fn stderr(o: &Output) -> String {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-#[track_caller]
-fn assert_exit(o: &Output, expected: i32, what: &str) {
-    assert_eq!(
-        o.status.code(),
-        Some(expected),
-        "{what}: expected exit {expected}, got {:?}; output:\n{}",
-        o.status.code(),
-        all_output(o)
-    );
-}
-
-/// stderr contains every needle (case-sensitive); the failure shows the whole stderr.
-#[track_caller]
-fn assert_stderr_has(o: &Output, needles: &[&str]) {
-    let err = stderr(o);
-    for n in needles {
-        assert!(err.contains(n), "stderr should contain {n:?}; stderr:\n{err}");
-    }
 }
 
 /// A `fix:` hint follows the message.

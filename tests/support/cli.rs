@@ -146,6 +146,29 @@ pub fn all_output(o: &Output) -> String {
     )
 }
 
+/// The process exited with `expected`; a failure shows all its output.
+#[allow(dead_code)]
+#[track_caller]
+pub fn assert_exit(o: &Output, expected: i32, what: &str) {
+    assert_eq!(
+        o.status.code(),
+        Some(expected),
+        "{what}: expected exit {expected}, got {:?}; output:\n{}",
+        o.status.code(),
+        all_output(o)
+    );
+}
+
+/// stderr contains every needle (case-sensitive); a failure shows the whole stderr.
+#[allow(dead_code)]
+#[track_caller]
+pub fn assert_stderr_has(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    for n in needles {
+        assert!(err.contains(n), "stderr should contain {n:?}; stderr:\n{err}");
+    }
+}
+
 /// Loads the sample car-rental data into `database` of a scratch cluster.
 #[allow(dead_code)]
 pub async fn load_rental(cluster: &lifeboat::scratch::EphemeralPostgres, database: &str, scale: u32) {
