@@ -618,6 +618,20 @@ fn a_target_dsn_that_is_not_a_url_is_refused_without_repeating_it() {
     assert_stderr_has(&o, &["--into-dsn is not a valid URL", "invalid port"]);
     assert_fix(&o);
     assert_secret_absent(&ws, &o, secret);
+    // A client key's passphrase in the query is a password too.
+    let o = ws.run(
+        &[
+            "restore",
+            "20261124T000000Z-00000001",
+            "--into-dsn",
+            &format!("postgres://u@127.0.0.1:1/orders?sslpassword={secret}"),
+        ],
+        &[],
+    );
+    assert_exit(&o, USAGE, "restore into a DSN with an sslpassword");
+    assert_stderr_has(&o, &["contains a password"]);
+    assert_fix(&o);
+    assert_secret_absent(&ws, &o, secret);
 }
 
 // ---------------------------------------------------------------------------------------------

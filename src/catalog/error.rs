@@ -299,15 +299,13 @@ pub fn redact_url(url: &str) -> String {
         // Cannot fail for URLs that already have a password (they have a host).
         let _ = parsed.set_password(Some("***"));
     }
-    if parsed.query_pairs().any(|(k, _)| k == "password") {
+    // `sslpassword` is a client key's passphrase.
+    let secret = |k: &str| k.to_ascii_lowercase().ends_with("password");
+    if parsed.query_pairs().any(|(k, _)| secret(&k)) {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let v = if k == "password" {
-                    "***".to_owned()
-                } else {
-                    v.into_owned()
-                };
+                let v = if secret(&k) { "***".to_owned() } else { v.into_owned() };
                 (k.into_owned(), v)
             })
             .collect();
@@ -326,6 +324,8 @@ mod tests {
         assert!(!r.contains("p%40ss") && !r.contains("other"), "{r}");
         assert!(r.contains("u:***@h:5432/db") && r.contains("sslmode=require"), "{r}");
         assert_eq!(redact_url("not a url with secret"), "<unparseable URL>");
+        let r = redact_url("postgres://u@h/db?sslpassword=keypass&sslmode=verify-full");
+        assert!(!r.contains("keypass") && r.contains("sslmode=verify-full"), "{r}");
     }
 
     #[test]

@@ -438,6 +438,21 @@ impl<'a> ControlPlane<'a> {
                 "`jobs: {jobs}` is out of range; fix: use 1 to 64 (about the target's CPU count)"
             )));
         }
+        // Before anything else reads it. `sslpassword` (a client key's passphrase) too: the
+        // driver would log a parameter it does not know, value and all.
+        if let RestoreTargetSpec::Dsn { dsn, .. } = &spec.target
+            && let Ok(url) = url::Url::parse(dsn)
+            && (url.password().is_some()
+                || url
+                    .query_pairs()
+                    .any(|(k, _)| k.to_ascii_lowercase().ends_with("password")))
+        {
+            return Err(ControlError::BadRequest(
+                "the target DSN contains a password; fix: remove it and name an environment variable in \
+                 `password_env` (CLI: --password-env)"
+                    .into(),
+            ));
+        }
         // A snapshot named by id is found in the repositories (the truth); a point in time in the
         // catalog's list.
         let (repo_name, repo, manifest) = match &spec.snapshot {
@@ -464,13 +479,6 @@ impl<'a> ControlPlane<'a> {
             RestoreTargetSpec::Dsn { dsn, .. } => {
                 let url = url::Url::parse(dsn)
                     .map_err(|e| ControlError::BadRequest(format!("target dsn is not a URL ({e})")))?;
-                if url.password().is_some() || url.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
-                    return Err(ControlError::BadRequest(
-                        "the target DSN contains a password; fix: remove it and name an environment variable in \
-                         `password_env` (CLI: --password-env)"
-                            .into(),
-                    ));
-                }
                 match self
                     .ctx
                     .config
