@@ -40,6 +40,16 @@ async fn user_relations(c: &EphemeralPostgres, db: &str) -> u64 {
     .unwrap()
 }
 
+/// The comment on database `db`: where a failed or stopped restore leaves its INCOMPLETE mark.
+async fn database_comment(c: &EphemeralPostgres, db: &str) -> String {
+    c.psql(
+        db,
+        "select shobj_description(oid, 'pg_database') from pg_database where datname = current_database()",
+    )
+    .await
+    .unwrap()
+}
+
 /// Rows in all user tables of `db`, counted.
 async fn user_rows(c: &EphemeralPostgres, db: &str) -> u64 {
     c.psql(
@@ -373,13 +383,7 @@ async fn damage_in_the_last_chunk_rolls_back_all_data_of_a_parallel_restore() {
     if user_relations(&target, "late").await == 0 {
         return;
     }
-    let comment = target
-        .psql(
-            "late",
-            "select shobj_description(oid, 'pg_database') from pg_database where datname = current_database()",
-        )
-        .await
-        .unwrap();
+    let comment = database_comment(&target, "late").await;
     assert!(comment.contains("INCOMPLETE"), "the target must be marked: {comment:?}");
 }
 
@@ -422,13 +426,7 @@ async fn a_restore_stopped_by_ctrl_c_marks_its_target_and_leaves_nothing_running
         "the error must say what stopped the restore and what it left: {}",
         all_output(&o)
     );
-    let comment = source
-        .psql(
-            "stopped",
-            "select shobj_description(oid, 'pg_database') from pg_database where datname = current_database()",
-        )
-        .await
-        .unwrap();
+    let comment = database_comment(&source, "stopped").await;
     assert!(comment.contains("INCOMPLETE"), "the target must be marked: {comment:?}");
     // Neither `pg_restore` nor a loading connection outlives the restore (the check's own
     // connection is the one left).

@@ -500,11 +500,7 @@ pub async fn restore(
              and pass the password with --password-env VAR"
         ))
     })?;
-    if into_dsn.password().is_some() {
-        return Err(CliError::usage(
-            "the target DSN contains a password; fix: remove it and pass --password-env VAR instead",
-        ));
-    }
+    // A password in it is refused by the control plane, before anything reads it.
     let spec = RestoreSpec {
         snapshot: Some(snapshot.to_string()),
         source: None,

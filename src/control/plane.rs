@@ -438,14 +438,9 @@ impl<'a> ControlPlane<'a> {
                 "`jobs: {jobs}` is out of range; fix: use 1 to 64 (about the target's CPU count)"
             )));
         }
-        // Before anything else reads it. `sslpassword` (a client key's passphrase) too: the
-        // driver would log a parameter it does not know, value and all.
+        // Before anything else reads it.
         if let RestoreTargetSpec::Dsn { dsn, .. } = &spec.target
-            && let Ok(url) = url::Url::parse(dsn)
-            && (url.password().is_some()
-                || url
-                    .query_pairs()
-                    .any(|(k, _)| k.to_ascii_lowercase().ends_with("password")))
+            && engine::dsn_has_password(dsn)
         {
             return Err(ControlError::BadRequest(
                 "the target DSN contains a password; fix: remove it and name an environment variable in \

@@ -44,6 +44,33 @@ pub fn redact(dsn: &Url) -> String {
     u.to_string()
 }
 
+/// Whether a DSN carries a password: in the user-info part (`user:pw@host`), or as a parameter
+/// whose name ends in `password` (`password`, and `sslpassword`, a client key's passphrase), in
+/// the URL's query or libpq's `key=value` form. Checked on the raw text too, so that a DSN the URL
+/// parser rejects is still caught. The config refuses such a source DSN, and a restore such a
+/// target: a driver logs a parameter it does not know, value and all.
+pub fn dsn_has_password(text: &str) -> bool {
+    if text.to_ascii_lowercase().contains("password=") {
+        return true;
+    }
+    if let Ok(url) = Url::parse(text)
+        && (url.password().is_some_and(|p| !p.is_empty())
+            || url
+                .query_pairs()
+                .any(|(k, _)| k.to_ascii_lowercase().ends_with("password")))
+    {
+        return true;
+    }
+    let Some((_, rest)) = text.split_once("://") else {
+        return false;
+    };
+    let head = rest.split('?').next().unwrap_or(rest);
+    match head.rfind('@') {
+        Some(at) => head[..at].split_once(':').is_some_and(|(_, pw)| !pw.is_empty()),
+        None => false,
+    }
+}
+
 /// The identity of a database, used to refuse restoring over the source itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseIdentity {
@@ -268,4 +295,21 @@ pub enum EngineError {
         "the archive's layout is not what pg_dump writes ({detail}); fix: restore with --jobs 1, which lets pg_restore read it alone"
     )]
     ArchiveLayout { detail: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_dsns() {
+        assert!(dsn_has_password("postgres://u:pw@h/db"));
+        assert!(dsn_has_password("postgres://u:p@ss@h/db"));
+        assert!(dsn_has_password("postgres://u@h/db?password=x"));
+        assert!(dsn_has_password("postgres://u@h/db?sslpassword=x"));
+        assert!(dsn_has_password("postgres://u@h/db?pass%77ord=x"));
+        assert!(dsn_has_password("host=h password=x dbname=d"));
+        assert!(!dsn_has_password("postgres://u@h:5432/db"));
+        assert!(!dsn_has_password("postgresql:///db?host=/run/postgresql"));
+    }
 }

@@ -197,7 +197,7 @@ impl Validator<'_> {
     fn dsn(&mut self, d: &S<String>, kind: Option<SourceKind>) -> Option<Url> {
         let text = d.value.trim();
         let at = pos(d);
-        if dsn_has_password(text) {
+        if crate::engine::dsn_has_password(text) {
             self.report(
                 at,
                 "the dsn contains a password; passwords are never written in the config \
@@ -283,42 +283,5 @@ impl Validator<'_> {
             fix,
         );
         None
-    }
-}
-
-/// A password in the user-info part (`user:pw@host`) or as a `password=` parameter
-/// (URL query or libpq `key=value` form). Checked on the raw text so that a DSN the URL
-/// parser rejects is still caught.
-fn dsn_has_password(text: &str) -> bool {
-    if text.to_ascii_lowercase().contains("password=") {
-        return true;
-    }
-    if let Ok(url) = Url::parse(text)
-        && url.password().is_some_and(|p| !p.is_empty())
-    {
-        return true;
-    }
-    let Some((_, rest)) = text.split_once("://") else {
-        return false;
-    };
-    let head = rest.split('?').next().unwrap_or(rest);
-    match head.rfind('@') {
-        Some(at) => head[..at].split_once(':').is_some_and(|(_, pw)| !pw.is_empty()),
-        None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_in_dsns() {
-        assert!(dsn_has_password("postgres://u:pw@h/db"));
-        assert!(dsn_has_password("postgres://u:p@ss@h/db"));
-        assert!(dsn_has_password("postgres://u@h/db?password=x"));
-        assert!(dsn_has_password("host=h password=x dbname=d"));
-        assert!(!dsn_has_password("postgres://u@h:5432/db"));
-        assert!(!dsn_has_password("postgresql:///db?host=/run/postgresql"));
     }
 }
